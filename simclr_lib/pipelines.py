@@ -1,0 +1,102 @@
+"""The paper's three pipelines, each a batch of independent runs (one per seed).
+
+* :func:`run_supervised` -- direct supervised training from a Gaussian start (Theorem 4.3).
+* :func:`run_pretrain` -- SimCLR pre-training of the linear encoder (Lemma 5.1, Theorem 5.3).
+* :func:`run_simclr_finetune` -- pre-training, the random split (Section 3.3, Lemma 5.4)
+  and fine-tuning on the labels (Theorem 5.5, Theorem 4.2).
+
+Run ``r`` draws its labeled, test, unlabeled, augmentation, initialisation and split samples from
+separate streams of ``seeds[r]``, so the two pipelines see the *same* labels for the same seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from ._validate import check_device, check_dtype, check_seeds, per_run
+from .config import DataConfig, PretrainConfig, SupervisedConfig
+from .data import Dataset, augment, make_dataset, stream
+from .models import init_cnn, init_encoder, split_filters
+from .training import History, PretrainResult, fit, make_stepper, pretrain
+
+__all__ = ["run_supervised", "run_pretrain", "run_simclr_finetune", "SimCLRResult",
+           "pretrain_views"]
+
+Floats = float | Sequence[float] | None
+Ints = int | Sequence[int] | None
+
+
+def _train_from(W0: torch.Tensor, seeds: list[int], data: DataConfig, cfg: SupervisedConfig,
+                snr: Floats, n: Ints, device, dtype) -> History:
+    train = make_dataset(data, cfg.n if n is None else n, seeds, "train", snr, device, dtype)
+    test = make_dataset(data, cfg.n_test, seeds, "test", snr, device, dtype)
+    stepper = make_stepper(cfg.method, W0, train, test, cfg.q, cfg.step_size(data))
+    return fit(stepper, test.y, train.weights(), cfg.steps, cfg.record_every)
+
+
+def run_supervised(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
+                   cfg: SupervisedConfig = SupervisedConfig(), snr: Floats = None, n: Ints = None,
+                   device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> History:
+    """Direct supervised training of eq. 3.2's CNN from ``N(0, sigma0^2 I)`` (Theorem 4.3).
+
+    ``snr`` and ``n`` override the configs, one value for all runs or one per run.
+    Used in chapters 3, 5 and 6.
+    """
+    seeds = check_seeds(seeds)
+    device, dtype = check_device(device), check_dtype(dtype)
+    gens = [stream(s, "init") for s in seeds]
+    W0 = init_cnn(gens, cfg.m, data.d, cfg.init_std(data), dtype, device)
+    return _train_from(W0, seeds, data, cfg, snr, n, device, dtype)
+
+
+def pretrain_views(seeds: list[int], data: DataConfig, cfg: PretrainConfig, snr: Floats,
+                   n0: Ints, device, dtype) -> tuple[Dataset, Dataset]:
+    """The unlabeled samples of each run and their positive views (Section 3.2)."""
+    unl = make_dataset(data, cfg.n0 if n0 is None else n0, seeds, "unlabeled", snr, device, dtype)
+    return unl, augment(unl, seeds, data.sigma_p, cfg.aug_rho)
+
+
+def run_pretrain(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
+                 cfg: PretrainConfig = PretrainConfig(), snr: Floats = None, n0: Ints = None,
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+                 ) -> PretrainResult:
+    """SimCLR pre-training of the 2m-filter linear encoder (Lemma 5.1, Theorem 5.3). Chapter 4."""
+    seeds = check_seeds(seeds)
+    device, dtype = check_device(device), check_dtype(dtype)
+    unl, view = pretrain_views(seeds, data, cfg, snr, n0, device, dtype)
+    W0 = init_encoder([stream(s, "pretrain_init") for s in seeds], cfg.m, data.d, cfg.sigma0,
+                      dtype, device)
+    mu_norms = unl.mu.norm(dim=1).tolist()
+    lr = torch.tensor([cfg.step_size(a) for a in mu_norms], dtype=dtype, device=device)
+    return pretrain(W0, unl, view, cfg.tau, lr, cfg.steps, cfg.loss, cfg.stop, cfg.logit_stop,
+                    cfg.record_every)
+
+
+@dataclass
+class SimCLRResult:
+    """The pre-training result and the fine-tuning history of the same runs."""
+
+    pretrain: PretrainResult
+    finetune: History
+
+
+def run_simclr_finetune(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
+                        pre: PretrainConfig = PretrainConfig(),
+                        ft: SupervisedConfig = SupervisedConfig(), snr: Floats = None,
+                        n: Ints = None, n0: Ints = None, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> SimCLRResult:
+    """SimCLR pre-training, the random split of Section 3.3, then GD fine-tuning (Theorem 4.2).
+
+    The encoder has ``2 pre.m`` filters; fine-tuning uses ``ft.m = pre.m`` per output.
+    Chapters 1, 5 and 6.
+    """
+    seeds = check_seeds(seeds)
+    if ft.m != pre.m:
+        raise ValueError(f"ft.m ({ft.m}) must equal pre.m ({pre.m}): the 2m pre-trained filters "
+                         "are split into two halves of m")
+    res = run_pretrain(seeds, data, pre, snr, n0, device, dtype)
+    W0 = split_filters(res.W, [stream(s, "split") for s in seeds])
+    hist = _train_from(W0, seeds, data, ft, snr, n, check_device(device), dtype)
+    return SimCLRResult(res, hist)

@@ -1,0 +1,303 @@
+"""Full-batch gradient descent, batched over runs.
+
+* Supervised training of eq. 3.2's CNN (direct, Theorem 4.3; fine-tuning, Theorem 5.5)
+  goes through one small interface, :class:`Stepper`, with two exact implementations:
+  :class:`WeightSpace` (filters in R^d) and :class:`CoefficientSpace` (the coefficients
+  gamma, rho of Definition 5.1, ``O(m n^2)`` per step instead of ``O(m n d)``).
+* :func:`pretrain` -- SimCLR pre-training of the linear encoder (Section 3.2), stopped after a
+  number of steps or at the end of the power-method phase (Lemma 5.1, Theorem 5.3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from .data import Dataset
+from .diagnostics import alignment, coefficient_summary, decompose
+from .losses import infonce, infonce_logits, logistic, logistic_grad, nt_xent
+from .models import activation, activation_grad, cnn_logits, cnn_preactivations, encode
+
+__all__ = ["Stepper", "WeightSpace", "CoefficientSpace", "make_stepper", "choose_method", "fit",
+           "History", "pretrain", "PretrainResult", "DivergenceError"]
+
+
+class DivergenceError(RuntimeError):
+    """Gradient descent produced a non-finite value."""
+
+
+def _diverged(step: int, lr) -> DivergenceError:
+    return DivergenceError(f"gradient descent diverged at step {step} (non-finite loss or weights); "
+                           f"try a smaller step size lr (now {lr})")
+
+
+class Stepper(Protocol):
+    """One GD step of the CNN of eq. 3.2 on the logistic loss, for ``R`` runs at once."""
+
+    method: str
+
+    def step(self) -> torch.Tensor:
+        """Take one GD step; return the training margins ``y_i f(W, x_i)`` (R, n) before it."""
+
+    def margins(self) -> torch.Tensor:
+        """Training margins ``y_i f(W, x_i)`` (R, n) at the current weights."""
+
+    def test_logits(self) -> torch.Tensor:
+        """``f(W, x)`` on the test set (R, n_test)."""
+
+    def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """gamma (R, 2, m) and rho (R, 2, m, n) of Definition 5.1."""
+
+    def weights(self) -> torch.Tensor:
+        """The filters (R, 2, m, d)."""
+
+
+_SIGN = (1.0, -1.0)   # j = +1 for W_{+1} (index 0), j = -1 for W_{-1} (index 1)
+
+
+def _sign(ref: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(_SIGN, dtype=ref.dtype, device=ref.device)
+
+
+class WeightSpace:
+    """Weight-space GD on patches ``x`` (R, n, P, d); works for any patch data (also real images)."""
+
+    method = "weight"
+
+    def __init__(self, W0: torch.Tensor, x: torch.Tensor, y: torch.Tensor, wts: torch.Tensor,
+                 x_test: torch.Tensor, q: float, lr: float, train: Dataset | None = None):
+        self.W0, self.W = W0, W0.clone()
+        self.x, self.y, self.wts, self.x_test = x, y, wts, x_test
+        self.q, self.lr, self.train = q, lr, train
+
+    def step(self) -> torch.Tensor:
+        R, _, m, d = self.W.shape
+        n, P = self.x.shape[1:3]
+        z = cnn_preactivations(self.W, self.x)                             # (R, 2, m, n, P)
+        h = activation(z, self.q).sum(-1).mean(2)                          # (R, 2, n)
+        margin = self.y * (h[:, 0] - h[:, 1])
+        g = self.wts * logistic_grad(margin) * self.y                      # dL/df_i, (R, n)
+        coef = activation_grad(z, self.q) * g[:, None, None, :, None]     # (R, 2, m, n, P)
+        grad = torch.bmm(coef.reshape(R, 2 * m, n * P), self.x.reshape(R, n * P, d))
+        grad = grad.reshape(R, 2, m, d) * (_sign(self.W)[None, :, None, None] / m)
+        self.W = self.W - self.lr * grad
+        return margin
+
+    def margins(self) -> torch.Tensor:
+        return self.y * cnn_logits(self.W, self.x, self.q)
+
+    def test_logits(self) -> torch.Tensor:
+        return cnn_logits(self.W, self.x_test, self.q)
+
+    def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.train is None:
+            raise ValueError("coefficients need the two-patch training Dataset (train=...)")
+        return decompose(self.W, self.W0, self.train)
+
+    def weights(self) -> torch.Tensor:
+        return self.W
+
+
+class CoefficientSpace:
+    """Exact GD on the coefficients of Definition 5.1.
+
+    ``w_{j,r} = w_{j,r}^(0) + j gamma_{j,r} mu/||mu||^2 + sum_i rho_{j,r,i} xi_i/||xi_i||^2``.
+    With xi orthogonal to mu, every inner product the CNN needs is
+    ``<w, mu> = <w0, mu> + j gamma`` and ``<w, xi_k> = <w0, xi_k> + sum_i rho_i <xi_i, xi_k>/||xi_i||^2``,
+    so a step costs ``O(R m n^2)``; test inner products are computed once.
+    """
+
+    method = "coefficient"
+
+    def __init__(self, W0: torch.Tensor, train: Dataset, test: Dataset, q: float, lr: float):
+        self.W0, self.train, self.q, self.lr = W0, train, q, lr
+        self.y, self.wts = train.y, train.weights()
+        self.yt, self.yt_test = train.y_true, test.y_true
+        xi = train.noise
+        self.mu2 = (train.mu ** 2).sum(1)                                  # (R,) ||mu||^2
+        norms = (xi ** 2).sum(2)
+        self.xi2 = torch.where(train.mask, norms, torch.ones_like(norms))  # (R, n) ||xi_i||^2
+        self.p_mu = torch.einsum("rjmd,rd->rjm", W0, train.mu)             # <w0, mu>
+        self.p_xi = torch.einsum("rjmd,rnd->rjmn", W0, xi)                 # <w0, xi_k>
+        self.p_mu_test = torch.einsum("rjmd,rd->rjm", W0, test.mu)
+        self.p_xi_test = torch.einsum("rjmd,rnd->rjmn", W0, test.noise)
+        self.G = torch.bmm(xi, xi.transpose(1, 2)) / self.xi2[..., None]   # (R, n, n) rows scaled
+        self.G_test = torch.bmm(xi, test.noise.transpose(1, 2)) / self.xi2[..., None]
+        R, _, m, _ = W0.shape
+        self.gamma = torch.zeros(R, 2, m, dtype=W0.dtype, device=W0.device)
+        self.rho = torch.zeros(R, 2, m, train.n, dtype=W0.dtype, device=W0.device)
+
+    def _pre(self, p_mu, p_xi, G, yt):
+        w_mu = p_mu + _sign(self.gamma)[None, :, None] * self.gamma        # <w_{j,r}, mu>
+        z_sig = w_mu[..., None] * yt[:, None, None, :]                     # (R, 2, m, n)
+        z_noise = p_xi + torch.einsum("rjmi,rik->rjmk", self.rho, G)
+        return z_sig, z_noise
+
+    def _logits(self, z_sig, z_noise) -> torch.Tensor:
+        h = (activation(z_sig, self.q) + activation(z_noise, self.q)).mean(2)
+        return h[:, 0] - h[:, 1]
+
+    def step(self) -> torch.Tensor:
+        m = self.gamma.shape[2]
+        z_sig, z_noise = self._pre(self.p_mu, self.p_xi, self.G, self.yt)
+        margin = self.y * self._logits(z_sig, z_noise)
+        g = self.wts * logistic_grad(margin) * self.y                      # (R, n)
+        dg = (activation_grad(z_sig, self.q) * (g * self.yt)[:, None, None, :]).sum(-1)
+        self.gamma = self.gamma - (self.lr / m) * dg * self.mu2[:, None, None]
+        drho = activation_grad(z_noise, self.q) * (g * self.xi2)[:, None, None, :]
+        self.rho = self.rho - (self.lr / m) * _sign(self.rho)[None, :, None, None] * drho
+        return margin
+
+    def margins(self) -> torch.Tensor:
+        return self.y * self._logits(*self._pre(self.p_mu, self.p_xi, self.G, self.yt))
+
+    def test_logits(self) -> torch.Tensor:
+        return self._logits(*self._pre(self.p_mu_test, self.p_xi_test, self.G_test, self.yt_test))
+
+    def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.gamma, self.rho
+
+    def weights(self) -> torch.Tensor:
+        t = self.train
+        sign = _sign(self.gamma)[None, :, None]
+        w_mu = (sign * self.gamma / self.mu2[:, None, None])[..., None] * t.mu[:, None, None, :]
+        w_xi = torch.einsum("rjmi,rid->rjmd", self.rho / self.xi2[:, None, None, :], t.noise)
+        return self.W0 + w_mu + w_xi
+
+
+def choose_method(method: str, n: int, d: int) -> str:
+    """``"auto"`` picks the coefficient space when it is cheaper: ``n`` well below ``d``."""
+    if method != "auto":
+        return method
+    return "coefficient" if 4 * n <= d else "weight"
+
+
+def make_stepper(method: str, W0: torch.Tensor, train: Dataset, test: Dataset,
+                 q: float, lr: float) -> Stepper:
+    """The GD stepper for ``method`` in {"auto", "weight", "coefficient"}."""
+    method = choose_method(method, train.n, train.d)
+    if method == "coefficient":
+        return CoefficientSpace(W0, train, test, q, lr)
+    if method == "weight":
+        return WeightSpace(W0, train.patches(), train.y, train.weights(), test.patches(), q, lr,
+                           train=train)
+    raise ValueError(f"method must be one of ('auto', 'weight', 'coefficient'), got {method!r}")
+
+
+@dataclass
+class History:
+    """Diagnostics recorded every ``record_every`` steps: ``metrics[name]`` is (R, T)."""
+
+    steps: np.ndarray
+    metrics: dict[str, np.ndarray]
+    method: str
+    final: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.metrics[name]
+
+    def last(self, name: str) -> np.ndarray:
+        """The metric at the last recorded step, (R,)."""
+        return self.metrics[name][:, -1]
+
+
+def _error(margin: torch.Tensor) -> torch.Tensor:
+    """0-1 error with ties counted as one half (a dead network is at chance, not perfect)."""
+    return (margin < 0).to(margin.dtype) + 0.5 * (margin == 0).to(margin.dtype)
+
+
+def fit(stepper: Stepper, y_test: torch.Tensor, wts: torch.Tensor, steps: int,
+        record_every: int, coefficients: bool = True) -> History:
+    """Run ``steps`` GD steps, recording losses, errors, Definition 5.1's coefficients and alignment.
+
+    Raises :class:`DivergenceError` naming the step if a loss or weight becomes non-finite.
+    """
+    rows: dict[str, list] = {}
+    rec_steps = []
+
+    def record(t: int, margin: torch.Tensor) -> None:
+        test_margin = y_test * stepper.test_logits()
+        vals = {"train_loss": (wts * logistic(margin)).sum(1),
+                "train_error": (wts * _error(margin)).sum(1),
+                "test_loss": logistic(test_margin).mean(1),
+                "test_error": _error(test_margin).mean(1)}
+        if coefficients:
+            vals.update(coefficient_summary(*stepper.coefficients()))
+        for k, v in vals.items():
+            if not torch.isfinite(v).all():
+                raise _diverged(t, stepper.lr)
+            rows.setdefault(k, []).append(v.detach().cpu().numpy())
+        rec_steps.append(t)
+
+    for t in range(steps + 1):
+        if t % record_every == 0 or t == steps:
+            record(t, stepper.margins())
+        if t == steps:
+            break
+        if not torch.isfinite(stepper.step()).all():
+            raise _diverged(t, stepper.lr)
+    gamma, rho = stepper.coefficients() if coefficients else (None, None)
+    final = {"W": stepper.weights(), "gamma": gamma, "rho": rho}
+    return History(np.array(rec_steps), {k: np.stack(v, 1) for k, v in rows.items()},
+                   stepper.method, final)
+
+
+@dataclass
+class PretrainResult:
+    """Pre-trained filters ``W`` (R, 2m, d), the step each run stopped at, and its history."""
+
+    W: torch.Tensor
+    stop_step: np.ndarray
+    history: History
+
+
+def pretrain(W0: torch.Tensor, data: Dataset, view: Dataset, tau: float, lr: torch.Tensor,
+             steps: int, loss: str = "infonce", stop: str = "linear_phase",
+             logit_stop: float = 1.0, record_every: int = 5) -> PretrainResult:
+    """SimCLR pre-training by full-batch GD on the unlabeled pairs ``(x_i, x~_i)``.
+
+    Parameters
+    ----------
+    W0 : (R, 2m, d) start. data, view : the samples and their positive views.
+    lr : (R,) step size per run. stop : ``"steps"`` runs all ``steps``; ``"linear_phase"``
+        freezes a run when its largest ``|<h_i, h~_j>|/tau`` first passes ``logit_stop``,
+        the end of the power-method phase of Lemma 5.1.
+    """
+    loss_fn = {"infonce": infonce, "ntxent": nt_xent}[loss]
+    Z, Zt, mask = data.patch_sum(), view.patch_sum(), data.mask
+    W = W0.clone()
+    R = W.shape[0]
+    active = torch.ones(R, dtype=torch.bool, device=W.device)
+    stop_step = np.full(R, steps)
+    rows: dict[str, list] = {}
+    rec_steps = []
+    pair = mask[:, :, None] & mask[:, None, :]
+    for t in range(steps + 1):
+        W.requires_grad_(True)
+        h, ht = encode(W, Z), encode(W, Zt)
+        L = loss_fn(h, ht, tau, mask)
+        with torch.no_grad():
+            s = infonce_logits(h, ht, tau).abs().masked_fill(~pair, 0).amax((1, 2))
+            if not (torch.isfinite(L).all() and torch.isfinite(s).all()):
+                raise _diverged(t, lr.tolist())
+            if stop == "linear_phase":
+                ended = active & (s > logit_stop)
+                stop_step[ended.cpu().numpy()] = t
+                active &= ~ended
+            last = t == steps or not bool(active.any())
+            if t % record_every == 0 or last:
+                al = alignment(W, data.mu)
+                vals = {"loss": L, "align_mean": al.mean(1), "align_min": al.amin(1), "max_logit": s}
+                for k, v in vals.items():
+                    rows.setdefault(k, []).append(v.detach().cpu().numpy())
+                rec_steps.append(t)
+        if last:
+            break
+        (grad,) = torch.autograd.grad(L.sum(), W)   # runs are independent: grad of the sum
+        with torch.no_grad():
+            W = W - (lr * active)[:, None, None] * grad
+    W = W.detach()
+    hist = History(np.array(rec_steps), {k: np.stack(v, 1) for k, v in rows.items()}, "weight")
+    return PretrainResult(W, stop_step, hist)
