@@ -10,7 +10,8 @@ from .data import Dataset, augment, make_dataset, stream
 from .diagnostics import alignment, coefficient_summary, decompose, power_matrix, spectrum
 from .losses import infonce, logistic, nt_xent
 from .models import activation, cnn_logits, encode, init_cnn, init_encoder, split_filters
-from .pipelines import SimCLRResult, run_pretrain, run_simclr_finetune, run_supervised
+from .report import verdict
+from .pipelines import SimCLRResult, run_finetune, run_pretrain, run_simclr_finetune, run_supervised
 from .training import (CoefficientSpace, DivergenceError, History, PretrainResult, Stepper,
                        WeightSpace, fit, make_stepper, pretrain)
 

@@ -21,15 +21,26 @@ from .data import Dataset, augment, make_dataset, stream
 from .models import init_cnn, init_encoder, split_filters
 from .training import History, PretrainResult, fit, make_stepper, pretrain
 
-__all__ = ["run_supervised", "run_pretrain", "run_simclr_finetune", "SimCLRResult",
+__all__ = ["run_supervised", "run_finetune", "run_pretrain", "run_simclr_finetune", "SimCLRResult",
            "pretrain_views"]
 
 Floats = float | Sequence[float] | None
 Ints = int | Sequence[int] | None
 
 
-def _train_from(W0: torch.Tensor, seeds: list[int], data: DataConfig, cfg: SupervisedConfig,
-                snr: Floats, n: Ints, device, dtype) -> History:
+def run_finetune(W0: torch.Tensor, seeds: int | Sequence[int], data: DataConfig = DataConfig(),
+                 cfg: SupervisedConfig = SupervisedConfig(), snr: Floats = None, n: Ints = None,
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> History:
+    """GD training of eq. 3.2's CNN from a given start ``W0`` (R, 2, m, d) (Theorem 5.5).
+
+    Run ``r`` trains on the labeled samples and is tested on the test samples of ``seeds[r]``.
+    """
+    seeds = check_seeds(seeds)
+    device, dtype = check_device(device), check_dtype(dtype)
+    if W0.ndim != 4 or W0.shape[0] != len(seeds) or W0.shape[1] != 2 or W0.shape[3] != data.d:
+        raise ValueError(f"W0 must have shape (runs={len(seeds)}, 2, m, d={data.d}), "
+                         f"got {tuple(W0.shape)}")
+    W0 = W0.to(device=device, dtype=dtype)
     train = make_dataset(data, cfg.n if n is None else n, seeds, "train", snr, device, dtype)
     test = make_dataset(data, cfg.n_test, seeds, "test", snr, device, dtype)
     stepper = make_stepper(cfg.method, W0, train, test, cfg.q, cfg.step_size(data))
@@ -48,7 +59,7 @@ def run_supervised(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
     device, dtype = check_device(device), check_dtype(dtype)
     gens = [stream(s, "init") for s in seeds]
     W0 = init_cnn(gens, cfg.m, data.d, cfg.init_std(data), dtype, device)
-    return _train_from(W0, seeds, data, cfg, snr, n, device, dtype)
+    return run_finetune(W0, seeds, data, cfg, snr, n, device, dtype)
 
 
 def pretrain_views(seeds: list[int], data: DataConfig, cfg: PretrainConfig, snr: Floats,
@@ -98,5 +109,5 @@ def run_simclr_finetune(seeds: int | Sequence[int], data: DataConfig = DataConfi
                          "are split into two halves of m")
     res = run_pretrain(seeds, data, pre, snr, n0, device, dtype)
     W0 = split_filters(res.W, [stream(s, "split") for s in seeds])
-    hist = _train_from(W0, seeds, data, ft, snr, n, check_device(device), dtype)
+    hist = run_finetune(W0, seeds, data, ft, snr, n, device, dtype)
     return SimCLRResult(res, hist)
