@@ -1,0 +1,54 @@
+# The two commands of the README: `make book` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CHAPTERS := $(shell grep -l '^kernelspec:' book/*.md book/appendix/*.md 2>/dev/null)
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
+
+.PHONY: install book test unit nbval browser references bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(STAMP)
+
+## make book: build _build/html with every chapter executed; fails on any cell error or warning.
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+## make test: unit tests, nbval regression checks of every chapter, and (with Chromium) the page test.
+test: unit nbval browser
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m "not browser" -p no:cacheprovider
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=600 \
+	  --sanitize-with tests/sanitize.cfg tests/notebooks -q -p no:cacheprovider
+
+browser: $(STAMP)
+ifneq ($(CHROMIUM),)
+	$(MAKE) book
+	$(BIN)/python -m pytest tests -q -m browser -p no:cacheprovider
+else
+	@echo "Chromium not found: skipping the browser page test (apt-get install chromium)."
+endif
+
+## make references: re-execute every chapter into tests/notebooks/ (the nbval references).
+references: $(STAMP)
+	@for f in $(CHAPTERS); do \
+	  echo "executing $$f"; \
+	  $(BIN)/jupytext --to ipynb --execute "$$f" -o "tests/notebooks/$$(basename $${f%.md}).ipynb" || exit 1; \
+	done
+
+## make bench: the performance benchmark (not part of make test).
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf _build
