@@ -21,8 +21,8 @@ def check_int(name: str, value: Any, low: int = 1) -> int:
 def check_float(name: str, value: Any, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> float:
     """``value`` must be a finite real number inside the given interval."""
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
+    lo = "(" if low_open or low is None else "["     # an infinite end is never included
+    hi = ")" if high_open or high is None else "]"
     rng = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
     if not _is_finite_number(value):
         raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}")

@@ -157,8 +157,9 @@ def augment(data: Dataset, seeds: int | Sequence[int], sigma_p: float, rho: floa
     rho = check_float("rho", rho, 0.0, 1.0)
     sigma_p = check_float("sigma_p", sigma_p, low=0.0, low_open=True)
     fresh = torch.zeros_like(data.noise, device="cpu")
-    for r, seed in enumerate(seeds):
-        fresh[r] = _noise(stream(seed, "augment"), data.n, data.d, sigma_p, data.noise.dtype)
+    sizes = data.mask.sum(1).tolist()      # each run's own n: a batch == the runs one at a time
+    for r, (seed, k) in enumerate(zip(seeds, sizes)):
+        fresh[r, :k] = _noise(stream(seed, "augment"), k, data.d, sigma_p, data.noise.dtype)
     fresh = fresh.to(data.noise.device) * data.mask[..., None]
     noise = rho * data.noise + math.sqrt(1.0 - rho ** 2) * fresh
     return replace(data, noise=noise)

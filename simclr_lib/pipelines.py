@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from ._validate import check_device, check_dtype, check_seeds, per_run
+from ._validate import check_device, check_dtype, check_int, check_seeds, per_run
 from .config import DataConfig, PretrainConfig, SupervisedConfig
 from .data import Dataset, augment, make_dataset, stream
 from .models import init_cnn, init_encoder, split_filters
@@ -37,8 +37,10 @@ def run_finetune(W0: torch.Tensor, seeds: int | Sequence[int], data: DataConfig 
     """
     seeds = check_seeds(seeds)
     device, dtype = check_device(device), check_dtype(dtype)
-    if W0.ndim != 4 or W0.shape[0] != len(seeds) or W0.shape[1] != 2 or W0.shape[3] != data.d:
-        raise ValueError(f"W0 must have shape (runs={len(seeds)}, 2, m, d={data.d}), "
+    if not isinstance(W0, torch.Tensor):
+        raise ValueError(f"W0 must be a torch.Tensor (runs, 2, m, d), got {type(W0).__name__}")
+    if W0.shape != (len(seeds), 2, cfg.m, data.d):
+        raise ValueError(f"W0 must have shape (runs={len(seeds)}, 2, m={cfg.m}, d={data.d}), "
                          f"got {tuple(W0.shape)}")
     W0 = W0.to(device=device, dtype=dtype)
     train = make_dataset(data, cfg.n if n is None else n, seeds, "train", snr, device, dtype)
@@ -65,6 +67,8 @@ def run_supervised(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
 def pretrain_views(seeds: list[int], data: DataConfig, cfg: PretrainConfig, snr: Floats,
                    n0: Ints, device, dtype) -> tuple[Dataset, Dataset]:
     """The unlabeled samples of each run and their positive views (Section 3.2)."""
+    if n0 is not None:   # a per-run override obeys PretrainConfig's rule, under its own name
+        n0 = [check_int("n0", k, low=2) for k in per_run("n0", n0, len(seeds))]
     unl = make_dataset(data, cfg.n0 if n0 is None else n0, seeds, "unlabeled", snr, device, dtype)
     return unl, augment(unl, seeds, data.sigma_p, cfg.aug_rho)
 

@@ -1,29 +1,38 @@
 """Sweeps over the paper's grids, run as a few batched tensor programs (chapters 3, 4, 6).
 
-Each sweep flattens its grid x seeds into runs, cuts them into chunks that fit a memory
-budget, and runs every chunk as one batched program. Chunks are independent: pass any
-``concurrent.futures.Executor`` (a process pool, ``dask.distributed.Client.get_executor()``)
-to spread them; the default runs them in this process. Results are plain numpy arrays
-together with the configuration that produced them.
+Each sweep flattens its grid x seeds into runs, sorts them by sample size and cuts them into
+chunks that fit a memory budget (``memory_gb``, estimated per run by :func:`run_bytes`, checked
+against measured peak RSS in ``bench/memory.py``); every chunk is one batched program.
+Chunks are independent: pass any ``concurrent.futures.Executor`` (a process pool,
+``dask.distributed.Client.get_executor()``) to spread them; the default runs them in this
+process. With ``cache_dir`` every finished chunk is stored under a hash of everything that
+determines it, so an interrupted sweep resumes without recomputing (``python -m simclr_lib``).
+Results are plain numpy arrays together with the configuration that produced them.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from concurrent.futures import Executor
+import os
+import sys
+from concurrent.futures import Executor, as_completed
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from ._validate import check_float, check_int, check_seeds
-from .config import DataConfig, PretrainConfig, SupervisedConfig, replace
+from ._validate import check_choice, check_dtype, check_float, check_int, check_seeds
+from .config import DataConfig, PretrainConfig, SupervisedConfig
 from .data import stream
 from .models import split_filters
 from .pipelines import run_finetune, run_pretrain, run_supervised
+from .training import choose_method
 
 __all__ = ["SweepResult", "supervised_grid", "simclr_grid", "alignment_grid", "label_complexity",
-           "n0_for"]
+           "n0_for", "run_bytes"]
 
 
 @dataclass
@@ -34,6 +43,7 @@ class SweepResult:
     axes: dict[str, list]
     metric: str
     config: dict[str, Any] = field(default_factory=dict)
+    chunks: dict[str, int] = field(default_factory=dict)   # {"total", "computed", "cached"}
 
     def mean(self) -> np.ndarray:
         """The mean over seeds, (len(axis 0), len(axis 1))."""
@@ -46,6 +56,8 @@ def n0_for(snr: float, n0_snr2: float) -> int:
 
 
 def _check_grid(name: str, values: Sequence, kind: str) -> list:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name} must be a non-empty sequence, got {values!r}")
     values = list(values)
     if not values:
         raise ValueError(f"{name} must be a non-empty sequence")
@@ -54,17 +66,153 @@ def _check_grid(name: str, values: Sequence, kind: str) -> list:
     return [check_float(name, v, low=0.0, low_open=True) for v in values]
 
 
-def _chunks(total: int, per_run_bytes: float, memory_gb: float) -> list[slice]:
-    """Cut ``total`` runs into contiguous chunks whose working set fits ``memory_gb``."""
-    size = max(1, int(memory_gb * 2 ** 30 // max(per_run_bytes, 1.0)))
-    return [slice(a, min(a + size, total)) for a in range(0, total, size)]
+# ---------------------------------------------------------------------------------------------
+# Memory: the peak working set of one run, in bytes. Each term names the tensors it counts;
+# bench/memory.py measures the peak RSS of real chunks against these numbers.
+
+def _bytes(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
 
 
-def _map(fn: Callable, jobs: list[tuple], executor: Executor | None) -> list:
-    if executor is None:
-        return [fn(*job) for job in jobs]
-    return [f.result() for f in [executor.submit(fn, *job) for job in jobs]]
+def _supervised_floats(n: int, d: int, m: int, n_test: int, method: str) -> float:
+    """Floats one supervised run holds at its peak (``n`` is the padded training size)."""
+    if method == "coefficient":
+        # train and test noise (n + n_test) d; the Gram matrices G, G_test; <w0, xi> and the
+        # (2, m, n_test) test pre-activations; W0 and the weights of History.final
+        return d * (n + n_test) + n * (n + n_test) + 2 * m * (3 * n + 3 * n_test) + 6 * m * d
+    # weight space: Dataset.patches() of the test set peaks at 6 n_test d (noise, signal, the two
+    # torch.where and their stack; measured 6.6) on top of the train patches and noise (3 n d)
+    return 3 * n * d + 7 * n_test * d + 2 * m * 2 * (n + n_test) * 3 + 6 * m * d
 
+
+def _pretrain_floats(n0: int, d: int, m: int) -> float:
+    """Floats one pre-training run holds at its peak: augment() holds five (n0, d) arrays at
+    once (measured: 5.4 to 6.6 with the allocator's free blocks), pretrain() four (noise, view
+    noise and U = [Z; Z~]) and three (n0, n0) logit arrays."""
+    return max(7 * n0 * d, 5 * n0 * d + 3 * n0 * n0 + 6 * m * n0) + 4 * 2 * m * d
+
+
+_SLACK = 1.1   # freed blocks the allocator keeps resident: measured peaks are 0-20% above live bytes
+
+
+def run_bytes(kind: str, data: DataConfig, size: int, cfg: SupervisedConfig | None = None,
+              pre: PretrainConfig | None = None, ns: Sequence[int] = (),
+              dtype: torch.dtype = torch.float32) -> float:
+    """Peak bytes of one run of a sweep chunk whose runs are padded to ``size``.
+
+    ``kind`` is ``"supervised"`` (``size = n``), ``"alignment"`` (``size = n0``) or
+    ``"simclr"`` (``size = n0``; the run is pre-trained once, then fine-tuned on each n in
+    ``ns``, batched). Used by the sweeps to cut chunks that fit ``memory_gb``.
+    """
+    check_choice("kind", kind, ("supervised", "alignment", "simclr"))
+    b, d = _SLACK * _bytes(dtype), data.d
+    if kind == "supervised":
+        return b * _supervised_floats(size, d, cfg.m, cfg.n_test, choose_method(cfg.method, size, d))
+    pre_f = _pretrain_floats(size, d, pre.m)
+    if kind == "alignment":
+        return b * pre_f
+    n = max(ns)
+    ft = len(ns) * _supervised_floats(n, d, cfg.m, cfg.n_test, choose_method(cfg.method, n, d))
+    return b * max(pre_f, ft)
+
+
+def _cut(sizes: Sequence[int], nbytes: Callable[[int], float], memory_gb: float,
+         pad_ratio: float) -> list[list[int]]:
+    """Cut cells (sorted by ``sizes``) into chunks of consecutive indices: a chunk of ``c`` runs
+    padded to size ``p`` needs ``c * nbytes(p) <= memory_gb`` (a single run always goes), and
+    its largest size is at most ``pad_ratio`` times its smallest (padding costs compute)."""
+    budget = memory_gb * 2 ** 30
+    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    chunks: list[list[int]] = []
+    for i in order:
+        cur = chunks[-1] if chunks else None
+        if cur is not None and sizes[i] <= pad_ratio * sizes[cur[0]] \
+                and (len(cur) + 1) * nbytes(sizes[i]) <= budget:
+            cur.append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
+# ---------------------------------------------------------------------------------------------
+# Running chunks: in process or on an executor, with an optional on-disk cache of finished chunks.
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, torch.dtype):
+        return str(x)
+    if isinstance(x, torch.device):
+        return str(x)
+    if hasattr(x, "__dataclass_fields__"):
+        return {"__type__": type(x).__name__, **asdict(x)}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    return x
+
+
+def chunk_key(kind: str, args: tuple) -> str:
+    """A hash of everything that determines a chunk's result (its runs, configs, device, dtype)."""
+    from . import __version__
+    blob = json.dumps([kind, __version__, _jsonable(list(args))], sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _save(path: Path, value: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, value)
+    os.replace(tmp, path)                      # atomic: a killed run never leaves half a chunk
+
+
+def _execute(kind: str, fn: Callable, jobs: list[tuple[list[int], tuple]], out: np.ndarray,
+             executor: Executor | None, cache_dir: str | os.PathLike | None,
+             progress: bool) -> dict[str, int]:
+    """Run ``fn(*args)`` for every ``(cells, args)`` job and scatter its result (..., len(cells))
+    into ``out[..., cells]``. Cached chunks are loaded, not run. Returns chunk counts."""
+    from tqdm.auto import tqdm
+    cache = None if cache_dir is None else Path(cache_dir)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+    paths = [None if cache is None else cache / f"{kind}-{chunk_key(kind, args)}.npy"
+             for _, args in jobs]
+    todo = []
+    for k, ((cells, _), path) in enumerate(zip(jobs, paths)):
+        if path is not None and path.exists():
+            out[..., cells] = np.load(path)
+        else:
+            todo.append(k)
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=kind, unit="chunk",
+               file=sys.stderr, disable=not progress, dynamic_ncols=True)
+
+    def done(k: int, value: np.ndarray) -> None:
+        value = np.asarray(value)
+        out[..., jobs[k][0]] = value
+        if paths[k] is not None:
+            _save(paths[k], value)
+        bar.update(1)
+
+    try:
+        if executor is None:
+            for k in todo:
+                done(k, fn(*jobs[k][1]))
+        else:
+            futures = {executor.submit(fn, *jobs[k][1]): k for k in todo}
+            for fut in as_completed(futures):
+                done(futures[fut], fut.result())
+    finally:
+        bar.close()
+    return {"total": len(jobs), "computed": len(todo), "cached": len(jobs) - len(todo)}
+
+
+def _common(seeds, memory_gb, device, dtype) -> tuple[list[int], float, str, torch.dtype]:
+    seeds = check_seeds(seeds)
+    memory_gb = check_float("memory_gb", memory_gb, low=0.0, low_open=True)
+    return seeds, memory_gb, str(device), check_dtype(dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# The three sweeps. A chunk function is module level (picklable for process pools and Dask).
 
 def _supervised_chunk(seeds, snrs, ns, data, cfg, device, dtype) -> np.ndarray:
     return run_supervised(seeds, data, cfg, snr=snrs, n=ns, device=device, dtype=dtype).last("test_error")
@@ -73,22 +221,26 @@ def _supervised_chunk(seeds, snrs, ns, data, cfg, device, dtype) -> np.ndarray:
 def supervised_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
                     data: DataConfig = DataConfig(), cfg: SupervisedConfig = SupervisedConfig(),
                     executor: Executor | None = None, memory_gb: float = 1.0,
-                    device: str = "cpu", dtype: torch.dtype = torch.float32) -> SweepResult:
+                    device: str = "cpu", dtype: torch.dtype = torch.float32, *,
+                    cache_dir: str | os.PathLike | None = None,
+                    progress: bool = False) -> SweepResult:
     """Test error of direct supervised training over an ``(n, snr)`` grid (Theorem 4.3).
 
-    Returns ``values[i_n, i_snr, i_seed]``. Used in chapters 3 and 6.
+    All cells go into as few batched programs as ``memory_gb`` allows (runs padded to the
+    chunk's largest n). Returns ``values[i_n, i_snr, i_seed]``. Used in chapters 3 and 6.
     """
     ns, snrs = _check_grid("ns", ns, "int"), _check_grid("snrs", snrs, "float")
-    seeds = check_seeds(seeds)
-    memory_gb = check_float("memory_gb", memory_gb, low=0.0, low_open=True)
+    seeds, memory_gb, device, dtype = _common(seeds, memory_gb, device, dtype)
     cells = [(n, s, seed) for n in ns for s in snrs for seed in seeds]
-    per_run = 4 * data.d * (cfg.n_test + 4 * max(ns) + 4 * cfg.m) * (2 if cfg.method == "weight" else 1)
-    jobs = [([c[2] for c in cells[sl]], [c[1] for c in cells[sl]], [c[0] for c in cells[sl]],
-             data, cfg, device, dtype) for sl in _chunks(len(cells), per_run, memory_gb)]
-    out = np.concatenate(_map(_supervised_chunk, jobs, executor))
+    nbytes = lambda n: run_bytes("supervised", data, n, cfg=cfg, dtype=dtype)  # noqa: E731
+    groups = _cut([c[0] for c in cells], nbytes, memory_gb, math.inf)
+    jobs = [(g, ([cells[i][2] for i in g], [cells[i][1] for i in g], [cells[i][0] for i in g],
+                 data, cfg, device, dtype)) for g in groups]
+    out = np.zeros(len(cells))
+    stats = _execute("supervised", _supervised_chunk, jobs, out, executor, cache_dir, progress)
     return SweepResult(out.reshape(len(ns), len(snrs), len(seeds)),
                        {"n": ns, "snr": snrs, "seed": seeds}, "test_error",
-                       {"data": asdict(data), "cfg": asdict(cfg)})
+                       {"data": asdict(data), "cfg": asdict(cfg), "dtype": str(dtype)}, stats)
 
 
 def _alignment_chunk(seeds, snrs, n0s, data, pre, device, dtype) -> np.ndarray:
@@ -99,32 +251,35 @@ def _alignment_chunk(seeds, snrs, n0s, data, pre, device, dtype) -> np.ndarray:
 def alignment_grid(n0s: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
                    data: DataConfig = DataConfig(), pre: PretrainConfig = PretrainConfig(),
                    executor: Executor | None = None, memory_gb: float = 1.0,
-                   device: str = "cpu", dtype: torch.dtype = torch.float32) -> SweepResult:
+                   device: str = "cpu", dtype: torch.dtype = torch.float32, *,
+                   cache_dir: str | os.PathLike | None = None,
+                   progress: bool = False) -> SweepResult:
     """Mean ``|cos(w_r, mu)|`` after pre-training over an ``(n0, snr)`` grid (Theorem 5.3).
 
-    Returns ``values[i_n0, i_snr, i_seed]``. Used in chapter 4.
+    Runs with similar ``n0`` (within 25%) share a batched program. Returns
+    ``values[i_n0, i_snr, i_seed]``. Used in chapter 4.
     """
     n0s, snrs = _check_grid("n0s", n0s, "int"), _check_grid("snrs", snrs, "float")
-    seeds = check_seeds(seeds)
-    memory_gb = check_float("memory_gb", memory_gb, low=0.0, low_open=True)
+    for n0 in n0s:
+        check_int("n0", n0, low=2)
+    seeds, memory_gb, device, dtype = _common(seeds, memory_gb, device, dtype)
     cells = [(n0, s, seed) for n0 in n0s for s in snrs for seed in seeds]
-    cells.sort(key=lambda c: c[0])   # similar n0 share a chunk: little padding
-    order = {c: i for i, c in enumerate(cells)}
-    per_run = 4 * (8 * max(n0s) * data.d + 3 * max(n0s) ** 2 + 8 * pre.m * data.d)
-    jobs = [([c[2] for c in cells[sl]], [c[1] for c in cells[sl]], [c[0] for c in cells[sl]],
-             data, pre, device, dtype) for sl in _chunks(len(cells), per_run, memory_gb)]
-    flat = np.concatenate(_map(_alignment_chunk, jobs, executor))
-    grid = [(n0, s, seed) for n0 in n0s for s in snrs for seed in seeds]
-    out = np.array([flat[order[c]] for c in grid])
+    nbytes = lambda n0: run_bytes("alignment", data, n0, pre=pre, dtype=dtype)  # noqa: E731
+    groups = _cut([c[0] for c in cells], nbytes, memory_gb, 1.25)
+    jobs = [(g, ([cells[i][2] for i in g], [cells[i][1] for i in g], [cells[i][0] for i in g],
+                 data, pre, device, dtype)) for g in groups]
+    out = np.zeros(len(cells))
+    stats = _execute("alignment", _alignment_chunk, jobs, out, executor, cache_dir, progress)
     return SweepResult(out.reshape(len(n0s), len(snrs), len(seeds)),
                        {"n0": n0s, "snr": snrs, "seed": seeds}, "align_mean",
-                       {"data": asdict(data), "pre": asdict(pre)})
+                       {"data": asdict(data), "pre": asdict(pre), "dtype": str(dtype)}, stats)
 
 
 def _simclr_chunk(seeds, snrs, n0s, ns, data, pre, ft, device, dtype) -> np.ndarray:
-    """Pre-train once per (snr, seed), then fine-tune that encoder on every n in ``ns``."""
+    """Pre-train once per (snr, seed), then fine-tune that encoder on every n in ``ns``: (len(ns), runs)."""
     res = run_pretrain(seeds, data, pre, snr=snrs, n0=n0s, device=device, dtype=dtype)
     W0 = split_filters(res.W, [stream(s, "split") for s in seeds])     # (R, 2, m, d)
+    del res
     k = len(ns)
     hist = run_finetune(W0.repeat(k, 1, 1, 1), seeds * k, data, ft, snr=snrs * k,
                         n=[n for n in ns for _ in seeds], device=device, dtype=dtype)
@@ -135,7 +290,9 @@ def simclr_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
                 data: DataConfig = DataConfig(), pre: PretrainConfig = PretrainConfig(),
                 ft: SupervisedConfig = SupervisedConfig(), n0_snr2: float | None = 16.0,
                 executor: Executor | None = None, memory_gb: float = 1.0,
-                device: str = "cpu", dtype: torch.dtype = torch.float32) -> SweepResult:
+                device: str = "cpu", dtype: torch.dtype = torch.float32, *,
+                cache_dir: str | os.PathLike | None = None,
+                progress: bool = False) -> SweepResult:
     """Test error of SimCLR + fine-tuning over an ``(n, snr)`` grid (Theorem 4.2).
 
     Each ``(snr, seed)`` is pre-trained once on ``n0 = n0_snr2 / snr^2`` unlabeled samples
@@ -143,24 +300,24 @@ def simclr_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
     Returns ``values[i_n, i_snr, i_seed]``. Used in chapters 1 and 6.
     """
     ns, snrs = _check_grid("ns", ns, "int"), _check_grid("snrs", snrs, "float")
-    seeds = check_seeds(seeds)
-    memory_gb = check_float("memory_gb", memory_gb, low=0.0, low_open=True)
+    seeds, memory_gb, device, dtype = _common(seeds, memory_gb, device, dtype)
     if n0_snr2 is not None:
         check_float("n0_snr2", n0_snr2, low=0.0, low_open=True)
+    if ft.m != pre.m:
+        raise ValueError(f"ft.m ({ft.m}) must equal pre.m ({pre.m}): the 2m pre-trained filters "
+                         "are split into two halves of m")
     n0 = {s: (pre.n0 if n0_snr2 is None else n0_for(s, n0_snr2)) for s in snrs}
-    cells = [(s, seed) for s in sorted(snrs, key=lambda s: n0[s]) for seed in seeds]
-    big = max(n0.values())
-    per_run = 4 * (8 * big * data.d + 3 * big ** 2) + 4 * data.d * len(ns) * (ft.n_test + 4 * max(ns))
-    out = np.zeros((len(ns), len(snrs), len(seeds)))
-    slices = _chunks(len(cells), per_run, memory_gb)
-    jobs = [([c[1] for c in cells[sl]], [c[0] for c in cells[sl]], [n0[c[0]] for c in cells[sl]],
-             ns, data, pre, ft, device, dtype) for sl in slices]
-    for sl, vals in zip(slices, _map(_simclr_chunk, jobs, executor)):
-        for col, (s, seed) in enumerate(cells[sl]):
-            out[:, snrs.index(s), seeds.index(seed)] = vals[:, col]
-    return SweepResult(out, {"n": ns, "snr": snrs, "seed": seeds}, "test_error",
+    cells = [(s, seed) for s in snrs for seed in seeds]
+    nbytes = lambda k: run_bytes("simclr", data, k, cfg=ft, pre=pre, ns=ns, dtype=dtype)  # noqa: E731
+    groups = _cut([n0[c[0]] for c in cells], nbytes, memory_gb, 1.25)
+    jobs = [(g, ([cells[i][1] for i in g], [cells[i][0] for i in g], [n0[cells[i][0]] for i in g],
+                 ns, data, pre, ft, device, dtype)) for g in groups]
+    out = np.zeros((len(ns), len(cells)))
+    stats = _execute("simclr", _simclr_chunk, jobs, out, executor, cache_dir, progress)
+    return SweepResult(out.reshape(len(ns), len(snrs), len(seeds)),
+                       {"n": ns, "snr": snrs, "seed": seeds}, "test_error",
                        {"data": asdict(data), "pre": asdict(pre), "ft": asdict(ft),
-                        "n0": [n0[s] for s in snrs]})
+                        "n0": [n0[s] for s in snrs], "dtype": str(dtype)}, stats)
 
 
 def label_complexity(result: SweepResult, threshold: float = 0.1) -> np.ndarray:

@@ -1,0 +1,193 @@
+"""Sweeps: chunking never changes a result, chunks fit the memory budget, the cache resumes,
+label_complexity on a hand-made sweep, and one test per validation rule."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+import simclr_lib as sl
+from simclr_lib import sweeps
+from simclr_lib.sweeps import SweepResult, label_complexity
+
+F64 = torch.float64
+DATA = sl.DataConfig(d=40)
+SUP = sl.SupervisedConfig(m=3, steps=150, record_every=50, n_test=60)
+PRE = sl.PretrainConfig(m=3, steps=40)
+TINY = 1e-7          # GB: every chunk holds a single run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+GRIDS = {
+    "supervised": lambda **kw: sweeps.supervised_grid([3, 9, 5], [0.4, 1.0], [0, 1], DATA, SUP, dtype=F64, **kw),
+    "alignment": lambda **kw: sweeps.alignment_grid([10, 24, 11], [0.5, 0.9], [2, 0], DATA, PRE, dtype=F64, **kw),
+    "simclr": lambda **kw: sweeps.simclr_grid([4, 2], [0.5, 0.8], [0, 1], DATA, PRE, SUP, n0_snr2=4.0,
+                                              dtype=F64, **kw),
+}
+
+
+@pytest.fixture(scope="module")
+def whole():
+    """Each sweep with the default budget: as few batched programs as possible."""
+    return {k: g() for k, g in GRIDS.items()}
+
+
+@pytest.mark.parametrize("kind", list(GRIDS))
+def test_chunked_equals_unchunked(kind, whole):
+    ref = whole[kind]
+    tiny = GRIDS[kind](memory_gb=TINY)
+    runs = tiny.values.size if kind != "simclr" else tiny.values[0].size   # simclr: (snr, seed)
+    assert tiny.chunks == {"total": runs, "computed": runs, "cached": 0}
+    assert tiny.chunks["total"] > ref.chunks["total"]
+    assert tiny.axes == ref.axes and tiny.metric == ref.metric and tiny.config == ref.config
+    np.testing.assert_allclose(tiny.values, ref.values, rtol=0, atol=1e-9)
+    assert np.isfinite(ref.values).all() and ref.values.std() > 0     # not a constant placeholder
+
+
+def test_few_batched_programs(whole):
+    """A whole (n, snr) phase diagram is one program; pre-training groups runs by n0 (+-25%)."""
+    assert whole["supervised"].chunks == {"total": 1, "computed": 1, "cached": 0}
+    assert whole["alignment"].chunks["total"] == 2            # n0 in {10, 11} and {24}
+    assert whole["simclr"].chunks["total"] == 2               # n0 = 16 and 7 (one per snr)
+
+
+def test_executor_equals_in_process(whole):
+    with ThreadPoolExecutor(2) as ex:
+        res = GRIDS["supervised"](executor=ex, memory_gb=TINY)
+    np.testing.assert_allclose(res.values, whole["supervised"].values, rtol=0, atol=1e-9)
+
+
+def test_one_cell_equals_its_own_run(whole):
+    """values[i_n, i_snr, i_seed] is the run with those parameters, trained on its own."""
+    h = sl.run_supervised([1], DATA, sl.config.replace(SUP, n=9), snr=1.0, dtype=F64)
+    assert whole["supervised"].values[1, 1, 1] == pytest.approx(h.last("test_error")[0], abs=1e-9)
+    r = sl.run_pretrain([0], DATA, PRE, snr=0.9, n0=24, dtype=F64)
+    assert whole["alignment"].values[1, 1, 1] == pytest.approx(r.history.last("align_mean")[0], abs=1e-9)
+
+
+def test_cache_resumes_without_recomputing(tmp_path, whole):
+    first = GRIDS["alignment"](memory_gb=TINY, cache_dir=tmp_path)
+    assert first.chunks["computed"] == first.chunks["total"] == 12
+    files = sorted(tmp_path.glob("alignment-*.npy"))
+    assert len(files) == 12
+    files[0].unlink()                                           # an interrupted sweep
+    again = GRIDS["alignment"](memory_gb=TINY, cache_dir=tmp_path)
+    assert again.chunks == {"total": 12, "computed": 1, "cached": 11}
+    np.testing.assert_array_equal(again.values, first.values)
+    other = sweeps.alignment_grid([10, 24, 11], [0.5, 0.9], [2, 0], DATA,
+                                  sl.config.replace(PRE, tau=0.5), dtype=F64, memory_gb=TINY,
+                                  cache_dir=tmp_path)        # another config: another key
+    assert other.chunks["computed"] == 12
+
+
+def test_chunks_fit_the_budget():
+    """Every chunk's estimated working set is within memory_gb (a lone run always goes)."""
+    data = sl.DataConfig(d=2000)
+    nbytes = lambda n0: sweeps.run_bytes("alignment", data, n0, pre=sl.PretrainConfig())  # noqa: E731
+    sizes = [25, 100, 400, 1600] * 9
+    for gb in (0.05, 0.3, 1.0):
+        chunks = sweeps._cut(sizes, nbytes, gb, 1.25)
+        assert sorted(i for c in chunks for i in c) == list(range(len(sizes)))
+        for c in chunks:
+            p = max(sizes[i] for i in c)
+            assert len(c) == 1 or len(c) * nbytes(p) <= gb * 2 ** 30
+            assert p <= 1.25 * min(sizes[i] for i in c)
+
+
+def test_run_bytes_scale():
+    """Per-run estimates grow with the sample sizes, d and the dtype; weight > coefficient."""
+    d = sl.DataConfig(d=2000)
+    sup = sl.SupervisedConfig()
+    est = lambda **kw: sweeps.run_bytes("supervised", d, 64, cfg=sup, **kw)  # noqa: E731
+    assert est(dtype=F64) == 2 * est()
+    weight = sweeps.run_bytes("supervised", d, 64, cfg=sl.config.replace(sup, method="weight"))
+    assert weight > 4 * est()
+    # the test set dominates: n_test * d float32 numbers, at least
+    assert est() >= 4 * sup.n_test * d.d
+    a = [sweeps.run_bytes("alignment", d, n0, pre=sl.PretrainConfig()) for n0 in (100, 400, 1600)]
+    assert a[0] < a[1] < a[2]
+    s = sweeps.run_bytes("simclr", d, 400, cfg=sup, pre=sl.PretrainConfig(), ns=[2, 4, 8])
+    assert s >= a[1]
+    with pytest.raises(ValueError, match="kind must be one of"):
+        sweeps.run_bytes("nope", d, 4, cfg=sup)
+
+
+# ---------------------------------------------------------------------------------------------
+# label_complexity on a hand-made sweep
+
+def hand_made(values_mean: np.ndarray, ns, snrs) -> SweepResult:
+    vals = np.repeat(np.asarray(values_mean, float)[..., None], 2, axis=-1)   # 2 identical seeds
+    return SweepResult(vals, {"n": list(ns), "snr": list(snrs), "seed": [0, 1]}, "test_error")
+
+
+def test_label_complexity_hand_made():
+    ns = [64, 4, 16]                                  # unsorted on purpose
+    mean = np.array([[0.00, 0.30, 0.05],              # n = 64
+                     [0.50, 0.50, 0.40],              # n = 4
+                     [0.05, 0.40, 0.20]])             # n = 16
+    out = label_complexity(hand_made(mean, ns, [0.5, 0.1, 0.2]), threshold=0.1)
+    np.testing.assert_array_equal(out, [16.0, np.nan, 64.0])
+    assert np.isnan(label_complexity(hand_made(mean, ns, [1, 2, 3]), threshold=0.01)).sum() == 2
+    # the threshold is strict: an error equal to it does not count
+    np.testing.assert_array_equal(label_complexity(hand_made(mean, ns, [1, 2, 3]), 0.05),
+                                  [64.0, np.nan, np.nan])
+
+
+def test_label_complexity_uses_the_seed_mean():
+    vals = np.array([[[0.0, 0.3]], [[0.0, 0.0]]])    # n = 2: mean 0.15; n = 8: mean 0
+    res = SweepResult(vals, {"n": [2, 8], "snr": [0.1], "seed": [0, 1]}, "test_error")
+    assert label_complexity(res, 0.1)[0] == 8
+    assert label_complexity(res, 0.2)[0] == 2
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.1, 1.5, float("nan"), "0.1"])
+def test_label_complexity_bad_threshold(threshold):
+    with pytest.raises(ValueError, match="threshold must be"):
+        label_complexity(hand_made(np.zeros((1, 1)), [4], [0.1]), threshold)
+
+
+def test_label_complexity_needs_n_snr_sweep():
+    res = SweepResult(np.zeros((1, 1, 1)), {"n0": [4], "snr": [0.1], "seed": [0]}, "align_mean")
+    with pytest.raises(ValueError, match=r"needs an \(n, snr\) sweep"):
+        label_complexity(res)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: one test per rule, each asserting its message
+
+SUP1 = sl.SupervisedConfig(m=2, steps=1, n_test=4)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: sweeps.supervised_grid([], [0.1], [0], DATA, SUP1), "ns must be a non-empty sequence"),
+    (lambda: sweeps.supervised_grid(4, [0.1], [0], DATA, SUP1), "ns must be a non-empty sequence"),
+    (lambda: sweeps.supervised_grid([0], [0.1], [0], DATA, SUP1), "ns must be an integer >= 1"),
+    (lambda: sweeps.supervised_grid([4], [-0.1], [0], DATA, SUP1), r"snrs must be in \(0.0, inf\)"),
+    (lambda: sweeps.supervised_grid([4], [], [0], DATA, SUP1), "snrs must be a non-empty sequence"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [], DATA, SUP1), "seeds must be a non-empty sequence"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [-1], DATA, SUP1), "seed must be an integer >= 0"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [0], DATA, SUP1, memory_gb=0), "memory_gb must be in"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [0], DATA, SUP1, dtype=torch.float16),
+     "dtype must be torch.float32 or torch.float64"),
+    (lambda: sweeps.alignment_grid([1], [0.1], [0], DATA, PRE), "n0 must be an integer >= 2"),
+    (lambda: sweeps.alignment_grid([4], [float("inf")], [0], DATA, PRE), "snrs must be a finite number"),
+    (lambda: sweeps.simclr_grid([4], [0.1], [0], DATA, PRE, SUP1, n0_snr2=0.0), "n0_snr2 must be in"),
+    (lambda: sweeps.simclr_grid([4], [0.1], [0], DATA, PRE, SUP1), r"ft.m \(2\) must equal pre.m \(3\)"),
+])
+def test_validation(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_n0_for():
+    assert sweeps.n0_for(0.1, 16.0) == 1600
+    assert sweeps.n0_for(10.0, 1.0) == 2
