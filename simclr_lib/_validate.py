@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Iterable
 
 import torch
@@ -13,9 +14,9 @@ def _is_finite_number(x: Any) -> bool:
 
 def check_int(name: str, value: Any, low: int = 1) -> int:
     """``value`` must be an integer ``>= low``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_float(name: str, value: Any, low: float | None = None, high: float | None = None,
@@ -65,14 +66,15 @@ def check_device(device: Any) -> torch.device:
 
 def check_seeds(seeds: Any) -> list[int]:
     """A non-empty sequence of integer seeds (an int is a single run)."""
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         seeds = [seeds]
-    seeds = list(seeds)
+    try:
+        seeds = list(seeds)
+    except TypeError:
+        raise ValueError(f"seeds must be an integer or a sequence of integers >= 0, got {seeds!r}") from None
     if not seeds:
         raise ValueError("seeds must be a non-empty sequence of integers >= 0")
-    for s in seeds:
-        check_int("seed", s, low=0)
-    return seeds
+    return [check_int("seed", s, low=0) for s in seeds]
 
 
 def per_run(name: str, value: Any, runs: int) -> list:

@@ -15,12 +15,14 @@ static book can show the default state of every explorer beside its widget.
 """
 from __future__ import annotations
 
+import inspect
+import io
 from typing import Any, Callable
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from ._validate import check_float, check_int
+from ._validate import check_float
 from .config import DataConfig, PretrainConfig, SupervisedConfig
 from .pipelines import run_pretrain, run_simclr_finetune, run_supervised
 from .plotting import COLORS
@@ -28,7 +30,7 @@ from .plotting import COLORS
 __all__ = ["PRETRAIN_DEFAULTS", "FINETUNE_DEFAULTS", "RANGES", "pretraining_figure",
            "finetuning_figure", "pretraining_explorer", "finetuning_explorer", "explorer"]
 
-# Slider ranges (low, high): small enough that one run takes seconds on two CPU cores.
+#: Slider ranges ``(low, high)`` of every parameter: small enough that a run takes seconds.
 RANGES: dict[str, tuple[float, float]] = {
     "snr": (0.02, 1.0),      # ||mu|| / (sigma_p sqrt(d))
     "n": (2, 64),            # labeled samples
@@ -38,7 +40,9 @@ RANGES: dict[str, tuple[float, float]] = {
     "steps": (10, 2000),     # GD steps (pre-training or fine-tuning)
 }
 
+#: Default state of the pre-training explorer (the sliders' initial values).
 PRETRAIN_DEFAULTS: dict[str, Any] = {"snr": 0.2, "n0": 100, "tau": 1.0, "steps": 80}
+#: Default state of the fine-tuning explorer (the sliders' initial values).
 FINETUNE_DEFAULTS: dict[str, Any] = {"snr": 0.2, "n": 8, "n0": 100, "q": 3.0, "tau": 1.0,
                                      "steps": 600}
 
@@ -50,8 +54,7 @@ _N_TEST = 300      # test samples per run
 def _check(name: str, value: Any, integer: bool) -> Any:
     low, high = RANGES[name]
     if integer:
-        value = check_int(name, value, low=int(low))
-        if value > high:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"{name} must be an integer in [{int(low)}, {int(high)}], got {value!r}")
         return value
     return check_float(name, value, low, high)
@@ -163,7 +166,7 @@ def finetuning_figure(snr: float = FINETUNE_DEFAULTS["snr"], n: int = FINETUNE_D
         _band(ax_e, hist.steps, hist["test_error"], COLORS[name], label)
         _band(ax_l, hist.steps, hist["train_loss"], COLORS[name], label)
     ax_e.axhline(0.5, color=COLORS["theory"], lw=0.8, ls="--", label="chance")
-    ax_e.set(xlabel="GD step", ylabel="test error", ylim=(-0.02, 0.75))
+    ax_e.set(xlabel="GD step", ylabel="test error", ylim=(-0.02, 1.02))
     ax_l.set(xlabel="GD step", ylabel="training loss", yscale="log")
     ax_e.legend(loc="best", fontsize=8)
     ax_l.legend(loc="best", fontsize=8)
@@ -193,8 +196,22 @@ def explorer(fn: Callable[..., Figure], controls: dict[str, Any], title: str = "
     """
     import ipywidgets as widgets
 
-    return widgets.interactive(fn, {"manual": True, "manual_name": title, "auto_display": True},
+    def run(**values: Any):
+        return _png(fn(**values))
+
+    run.__signature__ = inspect.signature(fn)        # interactive matches controls to it
+    return widgets.interactive(run, {"manual": True, "manual_name": title, "auto_display": True},
                                **controls)
+
+
+def _png(fig: Figure):
+    """The figure as an :class:`IPython.display.Image`: displays in any kernel, with or
+    without matplotlib's inline backend."""
+    from IPython.display import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return Image(data=buf.getvalue(), format="png")
 
 
 def _sliders(defaults: dict[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from .training import WeightSpace, fit
 
 __all__ = ["ImageTask", "ImageConfig", "EncoderResult", "LabelEfficiency", "load_idx",
            "load_mnist", "digits_task", "binary_task", "patchify", "augment_images",
-           "pretrain_encoder", "linear_probe", "label_efficiency", "class_direction"]
+           "pretrain_encoder", "linear_probe", "label_efficiency", "class_direction", "PIPELINES"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -566,6 +566,7 @@ def linear_probe(h_train: torch.Tensor, y_train: torch.Tensor, mask: torch.Tenso
 # The label-efficiency experiment
 # ----------------------------------------------------------------------------------------------
 
+#: The three pipelines of :func:`label_efficiency`, in the order of its tables.
 PIPELINES = ("simclr", "supervised", "probe")
 
 

@@ -19,7 +19,7 @@ from ._validate import check_choice
 from .data import Dataset
 from .diagnostics import alignment, coefficient_summary, decompose
 from .losses import infonce_logits, logistic, logistic_grad, nt_xent
-from .models import activation, activation_grad, cnn_logits, cnn_preactivations, encode
+from .models import activation, activation_grad, cnn_logits, cnn_preactivations
 
 __all__ = ["Stepper", "WeightSpace", "CoefficientSpace", "make_stepper", "choose_method", "fit",
            "History", "pretrain", "PretrainResult", "DivergenceError"]
@@ -260,25 +260,47 @@ class PretrainResult:
     history: History
 
 
-def _infonce_grad(HH: torch.Tensor, n: int, tau: float, mask: torch.Tensor):
+_BLOCK = 3 * 2 ** 18   # logits per block of rows (3 MB in float32): the block stays in cache
+
+
+def _infonce_grad(HT: torch.Tensor, n: int, tau: float, mask: torch.Tensor, block: int | None = None):
     """The paper's InfoNCE per run (R,), ``max_ij |<h_i, h~_j>|/tau`` (R,) and the gradient with
-    respect to ``HH = [h; h~]`` (R, 2n, k), by hand: equal to autograd of
-    :func:`~simclr_lib.losses.infonce` (tests/test_coefficient_equivalence.py), with every
-    (R, n, n) pass done in place. Padded rows of ``HH`` are zero."""
-    h, ht = HH[:, :n], HH[:, n:]
-    s = torch.bmm(h / tau, ht.transpose(1, 2))                         # (R, n, n) logits s_ij
-    lo, hi = s.flatten(1).aminmax(dim=1)
-    s_max = torch.maximum(-lo, hi)                                     # padding is exactly 0
-    diag = torch.diagonal(s, dim1=1, dim2=2).clone()                   # (R, n) positive pairs
-    if not bool(mask.all()):
-        s.masked_fill_(~mask[:, None, :], float("-inf"))               # padded negatives
-    lse = torch.logsumexp(s, dim=2)                                    # (R, n)
-    w = mask.to(HH.dtype) / mask.sum(1, keepdim=True)                  # (R, n) 1/n0 on samples
-    L = (w * (lse - diag)).sum(1)
-    P = s.sub_((lse - w.log())[..., None]).exp_()                      # w_i softmax_j(s_ij)
-    P.diagonal(dim1=1, dim2=2).sub_(w)                                 # dL/ds = w_i (softmax - I)
-    dHH = torch.cat([torch.bmm(P, ht), torch.bmm(P.transpose(1, 2), h)], 1).div_(tau)
-    return L, s_max, dHH
+    respect to ``HT = [h; h~]^T`` (R, k, 2n), by hand: equal to autograd of
+    :func:`~simclr_lib.losses.infonce` (tests/test_coefficient_equivalence.py).
+
+    The (R, n, n) logits are never formed whole: ``block`` rows at a time (default: about
+    ``_BLOCK`` logits) are computed, turned into ``dL/ds = w_i (softmax_j(s_ij) - [i = j])`` in
+    place and multiplied out while still in cache (measured 1.5-2x faster at n0 = 1600).
+    Padded columns of ``HT`` are zero.
+    """
+    R, k, _ = HT.shape
+    hT, htT = HT[:, :, :n], HT[:, :, n:]                                # (R, k, n) each
+    h_s = (hT / tau).transpose(1, 2)                                   # (R, n, k) h_i / tau
+    w = mask.to(HT.dtype) / mask.sum(1, keepdim=True)                  # (R, n) 1/n0 on samples
+    padded = not bool(mask.all())
+    block = block or max(16, _BLOCK // (R * n))
+    dH = torch.empty(R, n, k, dtype=HT.dtype, device=HT.device)        # dL/dh
+    dHt = torch.zeros(R, k, n, dtype=HT.dtype, device=HT.device)       # (dL/dh~)^T
+    L = torch.zeros(R, dtype=HT.dtype, device=HT.device)
+    s_max = torch.zeros(R, dtype=HT.dtype, device=HT.device)
+    for a in range(0, n, block):
+        b = min(a + block, n)
+        rows = torch.arange(a, b, device=HT.device)
+        s = torch.bmm(h_s[:, a:b], htT)                                # (R, B, n) logits s_ij
+        s_max = torch.maximum(s_max, torch.maximum(s.amax((1, 2)), -s.amin((1, 2))))  # pads are 0
+        diag = s[:, rows - a, rows]                                    # (R, B) positive pairs
+        if padded:
+            s.masked_fill_(~mask[:, None, :], float("-inf"))           # padded negatives
+        top = s.amax(2, keepdim=True)                                  # (R, B, 1) row maxima
+        z = s.sub_(top).exp_().sum(2, keepdim=True)                    # s <- exp(s - top)
+        wb = w[:, a:b]
+        L += (wb * (top.squeeze(2) + z.squeeze(2).log() - diag)).sum(1)  # logsumexp - s_ii
+        P = s.mul_(wb[..., None] / z)                                  # w_i softmax_j(s_ij)
+        P[:, rows - a, rows] -= wb                                     # dL/ds
+        torch.bmm(P, htT.transpose(1, 2), out=dH[:, a:b]) if dH.is_contiguous() and False \
+            else dH[:, a:b].copy_(torch.bmm(P, htT.transpose(1, 2)))   # dL/dh_i = sum_j P_ij h~_j
+        dHt.baddbmm_(hT[:, :, a:b], P)                                 # dL/dh~_j = sum_i P_ij h_i
+    return L, s_max, torch.cat([dH.transpose(1, 2), dHt], 2).div_(tau)
 
 
 def pretrain(W0: torch.Tensor, data: Dataset, view: Dataset, tau: float, lr: torch.Tensor,
@@ -308,16 +330,17 @@ def pretrain(W0: torch.Tensor, data: Dataset, view: Dataset, tau: float, lr: tor
     rec_steps = []
     pair = mask[:, :, None] & mask[:, None, :]
     for t in range(steps + 1):
-        # The encoder is linear, so dL/dW = dL/dHH^T U: autograd (if any) only sees (R, 2n, 2m).
-        HH = encode(W, U)                                              # (R, 2n, 2m) = [h; h~]
+        # The encoder is linear, so dL/dW = (dL/dHH)^T U: autograd (if any) only sees (R, 2n, 2m).
+        # Both products keep the 2m filters as rows (W U^T, G U): measured the faster layout.
+        HT = torch.bmm(W, U.transpose(1, 2))                           # (R, 2m, 2n) = [h; h~]^T
         if loss == "infonce":
-            L, s, dHH = _infonce_grad(HH, n, tau, mask)
+            L, s, dHT = _infonce_grad(HT, n, tau, mask)
         else:
-            HH.requires_grad_(True)
+            HH = HT.transpose(1, 2).requires_grad_(True)
             with torch.enable_grad():
                 L = nt_xent(HH[:, :n], HH[:, n:], tau, mask)
                 (dHH,) = torch.autograd.grad(L.sum(), HH)   # runs are independent: grad of the sum
-            L, HH = L.detach(), HH.detach()
+            L, HH, dHT = L.detach(), HH.detach(), dHH.transpose(1, 2)
             s = infonce_logits(HH[:, :n], HH[:, n:], tau).abs().masked_fill(~pair, 0).amax((1, 2))
         with torch.no_grad():
             if not (torch.isfinite(L).all() and torch.isfinite(s).all()):
@@ -336,6 +359,6 @@ def pretrain(W0: torch.Tensor, data: Dataset, view: Dataset, tau: float, lr: tor
         if last:
             break
         # W <- W - lr_r dL/dW, fused and in place; a frozen run has lr 0
-        W.baddbmm_(dHH.mul_(-(lr * active)[:, None, None]).transpose(1, 2), U)
+        W.baddbmm_(dHT.mul_(-(lr * active)[:, None, None]), U)
     hist = History(np.array(rec_steps), {k: np.stack(v, 1) for k, v in rows.items()}, "weight")
     return PretrainResult(W, stop_step, hist)

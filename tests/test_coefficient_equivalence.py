@@ -126,7 +126,8 @@ def test_infonce_hand_gradient_equals_autograd():
     mask[1, 5:] = False
     mask[2, 3:] = False
     HH = HH * torch.cat([mask, mask], 1)[..., None]           # padded rows are zero
-    L, s_max, dHH = _infonce_grad(HH.clone(), n, tau, mask)
+    L, s_max, dHT = _infonce_grad(HH.transpose(1, 2).clone(), n, tau, mask)   # (R, k, 2n) layout
+    dHH = dHT.transpose(1, 2)
     X = HH.clone().requires_grad_(True)
     L_ref = infonce(X[:, :n], X[:, n:], tau, mask)
     (g_ref,) = torch.autograd.grad(L_ref.sum(), X)

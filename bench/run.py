@@ -1,0 +1,316 @@
+"""The performance benchmark of simclr_lib (not part of ``make test``): ``make bench``.
+
+Measures, in one process and one run (so that every ratio compares like with like):
+
+(a) a batched supervised sweep against a naive one-model-at-a-time loop over the same grid,
+    seeds and steps, written the way public research code for this model usually is;
+(b) the FLOP/s the training steps reach in their matrix products, over the FLOP/s of a
+    2048 x 2048 ``torch.matmul`` in the same dtype and process;
+(c) coefficient-space against weight-space GD at d = 2000, n = 64, m = 10, 64 runs in a batch;
+(d) each chapter's execution time, read from the book build's jupyter-cache.
+
+Writes bench/results/latest.json and prints a table. See bench/README.md.
+
+    .venv/bin/python bench/run.py [--threads 1] [--quick] [--memory]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import simclr_lib as sl                                   # noqa: E402
+from simclr_lib import sweeps                            # noqa: E402
+from simclr_lib.pipelines import pretrain_views          # noqa: E402
+from simclr_lib.training import CoefficientSpace, WeightSpace, make_stepper, pretrain  # noqa: E402
+
+TARGETS = {"a": 20.0, "b": 0.50, "c": 10.0, "d_minutes": 8.0}
+
+
+def best_time(fn, reps: int = 3) -> float:
+    """The fastest of ``reps`` calls (after one warm-up): the least disturbed by other processes."""
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def matmul_flops(dtype: torch.dtype, n: int = 2048) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n ** 3 / best_time(lambda: torch.matmul(a, b), reps=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) the naive reference: loops over grid cells and seeds, data built sample by sample,
+#     an nn.Module trained with autograd and torch.optim, one model at a time.
+
+class NaiveCNN(nn.Module):
+    """f(W, x) = F_{+1} - F_{-1}, F_j = (1/m) sum_r sum_p relu(<w_{j,r}, x_p>)^q (eq. 3.2)."""
+
+    def __init__(self, d: int, m: int, q: float, sigma0: float):
+        super().__init__()
+        self.m, self.q = m, q
+        self.w_pos = nn.Parameter(torch.randn(m, d) * sigma0)
+        self.w_neg = nn.Parameter(torch.randn(m, d) * sigma0)
+
+    def forward(self, x):                                  # x (n, 2, d)
+        f_pos = F.relu(x @ self.w_pos.T).pow(self.q).sum(dim=(1, 2)) / self.m
+        f_neg = F.relu(x @ self.w_neg.T).pow(self.q).sum(dim=(1, 2)) / self.m
+        return f_pos - f_neg
+
+
+def naive_data(n: int, d: int, snr: float, sigma_p: float = 1.0):
+    mu = torch.zeros(d)
+    mu[0] = snr * sigma_p * math.sqrt(d)
+    xs, ys = [], []
+    for _ in range(n):                                     # one sample at a time
+        y = 1.0 if np.random.rand() < 0.5 else -1.0
+        xi = torch.randn(d) * sigma_p
+        xi = xi - (xi @ mu) / (mu @ mu) * mu               # noise orthogonal to mu
+        patches = [y * mu, xi] if np.random.rand() < 0.5 else [xi, y * mu]
+        xs.append(torch.stack(patches))
+        ys.append(y)
+    return torch.stack(xs), torch.tensor(ys)
+
+
+def naive_sweep(ns, snrs, seeds, d, m, q, steps, n_test) -> np.ndarray:
+    out = np.zeros((len(ns), len(snrs), len(seeds)))
+    for i, n in enumerate(ns):
+        for j, snr in enumerate(snrs):
+            for k, seed in enumerate(seeds):
+                torch.manual_seed(seed)
+                np.random.seed(seed)
+                x, y = naive_data(n, d, snr)
+                x_test, y_test = naive_data(n_test, d, snr)
+                model = NaiveCNN(d, m, q, 0.5 / math.sqrt(d))
+                opt = torch.optim.SGD(model.parameters(), lr=m / d)
+                for t in range(steps):
+                    opt.zero_grad()
+                    loss = F.softplus(-y * model(x)).mean()
+                    loss.backward()
+                    opt.step()
+                with torch.no_grad():
+                    margin = y_test * model(x_test)
+                out[i, j, k] = ((margin < 0).float() + 0.5 * (margin == 0).float()).mean().item()
+    return out
+
+
+def bench_a(quick: bool) -> dict:
+    ns, snrs, seeds = [8, 64], [0.1, 0.4], [0, 1, 2]
+    d, m, q, steps, n_test = 2000, 10, 3.0, (500 if quick else 2000), 1000
+    data = sl.DataConfig(d=d)
+    cfg = sl.SupervisedConfig(m=m, q=q, steps=steps, n_test=n_test, record_every=steps)
+    t = time.perf_counter()
+    batched = sweeps.supervised_grid(ns, snrs, seeds, data, cfg)
+    t_batched = time.perf_counter() - t
+    t = time.perf_counter()
+    naive = naive_sweep(ns, snrs, seeds, d, m, q, steps, n_test)
+    t_naive = time.perf_counter() - t
+    return {"grid": {"ns": ns, "snrs": snrs, "seeds": seeds, "d": d, "m": m, "q": q, "steps": steps,
+                     "n_test": n_test},
+            "batched_s": t_batched, "naive_s": t_naive, "speedup": t_naive / t_batched,
+            "batched_chunks": batched.chunks["total"],
+            "batched_mean_error": float(batched.values.mean()), "naive_mean_error": float(naive.mean()),
+            "batched_cell_means": batched.mean().tolist(), "naive_cell_means": naive.mean(-1).tolist()}
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) FLOP/s of the training steps' matrix products
+
+def bench_b(quick: bool, peak: float) -> dict:
+    rows = {}
+    d, m = 2000, 10
+    k = 2 * m
+    # SimCLR pre-training, a chapter-size chunk: 8 runs, n0 = 400 (and 1600)
+    for n0, R in ([(400, 8)] if quick else [(400, 8), (1600, 4)]):
+        pre = sl.PretrainConfig(n0=n0, m=m)
+        seeds = list(range(R))
+        unl, view = pretrain_views(seeds, sl.DataConfig(d=d), pre, 0.1, None, "cpu", torch.float32)
+        W0 = sl.init_encoder([sl.stream(s, "pretrain_init") for s in seeds], m, d, pre.sigma0)
+        lr = torch.full((R,), pre.step_size(unl.mu[0].norm().item()))
+        steps = 20
+        secs = best_time(lambda: pretrain(W0, unl, view, 1.0, lr, steps, "infonce", "steps",
+                                          record_every=10 ** 6), reps=2)
+        fwd = R * (2 * (2 * n0) * d * k + 3 * 2 * n0 * n0 * k)   # encoder; logits, P h~, P^T h
+        upd = R * 2 * k * (2 * n0) * d                           # dL/dW = dHH^T U
+        flops = (steps + 1) * fwd + steps * upd
+        rows[f"pretrain n0={n0} R={R}"] = {"s_per_step": secs / steps, "gflops": flops / secs / 1e9,
+                                           "efficiency": flops / secs / peak}
+    # supervised weight-space GD with many samples (the "auto" path for n > 2d)
+    for n, R in ([(1000, 4)] if quick else [(1000, 4), (4096, 2)]):
+        seeds = list(range(R))
+        data = sl.DataConfig(d=d)
+        train = sl.make_dataset(data, n, seeds, "train", 0.1)
+        test = sl.make_dataset(data, 10, seeds, "test", 0.1)
+        W0 = sl.init_cnn([sl.stream(s, "init") for s in seeds], m, d, 0.5 / math.sqrt(d))
+        st = make_stepper("weight", W0, train, test, 3.0, m / d)
+        steps = 10
+        secs = best_time(lambda: [st.step() for _ in range(steps)], reps=2)
+        flops = steps * R * 2 * (2 * k * (2 * n) * d)           # W x^T and coef x, P = 2 patches
+        rows[f"weight-space n={n} R={R}"] = {"s_per_step": secs / steps, "gflops": flops / secs / 1e9,
+                                             "efficiency": flops / secs / peak}
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) coefficient space against weight space, d = 2000, n = 64, m = 10, 64 runs
+
+def bench_c(quick: bool) -> dict:
+    d, n, m, R = 2000, 64, 10, 64
+    n_test = 200 if quick else 1000
+    seeds = list(range(R))
+    data = sl.DataConfig(d=d)
+    t = time.perf_counter()
+    train = sl.make_dataset(data, n, seeds, "train", 0.2)
+    test = sl.make_dataset(data, n_test, seeds, "test", 0.2)
+    t_data = time.perf_counter() - t
+    W0 = sl.init_cnn([sl.stream(s, "init") for s in seeds], m, d, 0.5 / math.sqrt(d))
+    out = {"shape": {"d": d, "n": n, "m": m, "runs": R, "n_test": n_test}, "data_s": t_data}
+    for method in ("weight", "coefficient"):
+        t = time.perf_counter()
+        st = make_stepper(method, W0, train, test, 3.0, m / d)
+        setup = time.perf_counter() - t
+        steps = 10 if method == "weight" else 100
+        per_step = best_time(lambda: [st.step() for _ in range(steps)], reps=2) / steps
+        per_eval = best_time(lambda: st.test_logits(), reps=2)
+        out[method] = {"setup_s": setup, "step_s": per_step, "test_eval_s": per_eval}
+        del st
+    w, c = out["weight"], out["coefficient"]
+    out["step_speedup"] = w["step_s"] / c["step_s"]
+    # a whole default fit: 2000 steps, test evaluated every 100 steps (21 times)
+    whole = lambda r: r["setup_s"] + 2000 * r["step_s"] + 21 * r["test_eval_s"]  # noqa: E731
+    out["fit2000_weight_s"], out["fit2000_coefficient_s"] = whole(w), whole(c)
+    out["fit2000_speedup"] = whole(w) / whole(c)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# (d) the book's execution report
+
+def bench_d(build: Path) -> dict:
+    cache_dir = build / ".jupyter_cache"
+    if not cache_dir.exists():
+        return {"found": False, "note": f"no book build found ({cache_dir} does not exist): run "
+                                        "`make book` first"}
+    from jupyter_cache import get_cache
+    cache = get_cache(str(cache_dir))
+    chapters = {}
+    for rec in cache.list_cache_records():
+        secs = rec.data.get("execution_seconds")
+        name = Path(rec.uri).relative_to(ROOT).as_posix() if Path(rec.uri).is_absolute() else rec.uri
+        if secs is not None and (name not in chapters or rec.created.timestamp() > chapters[name][1]):
+            chapters[name] = (float(secs), rec.created.timestamp())
+    total = sum(s for s, _ in chapters.values())
+    return {"found": True, "cache": str(cache_dir), "chapters": {k: v[0] for k, v in sorted(chapters.items())},
+            "total_s": total, "total_minutes": total / 60}
+
+
+# ---------------------------------------------------------------------------------------------
+
+LARGEST = ["simclr", "--ns", "2", "4", "8", "16", "32", "64", "--snrs", "0.1", "0.2", "0.4",
+           "--seeds", "0:8", "--no-cache", "--no-progress", "--threads", "1"]
+
+
+def bench_memory(out: Path) -> dict:
+    """Peak RSS of a chapter-size sweep run through the CLI in a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "simclr_lib", *LARGEST, "--out", str(out)], cwd=ROOT,
+                   check=True, capture_output=True)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"command": "python -m simclr_lib " + " ".join(LARGEST), "seconds": time.perf_counter() - t,
+            "peak_rss_mb": peak / 1024, "previous_child_peak_mb": before / 1024}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: on a busy shared machine more threads are slower)")
+    ap.add_argument("--quick", action="store_true", help="fewer steps and sizes (a smoke run)")
+    ap.add_argument("--memory", action="store_true", help="also measure the largest sweep's peak RSS")
+    ap.add_argument("--build", type=Path, default=ROOT / "_build", help="the book's build directory")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    t0 = time.perf_counter()
+    peak32 = matmul_flops(torch.float32)
+    res = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                       "torch": torch.__version__, "threads": torch.get_num_threads(),
+                       "matmul_gflops_float32": peak32 / 1e9},
+           "quick": a.quick}
+    res["a_sweep_vs_naive"] = bench_a(a.quick)
+    res["b_flops"] = bench_b(a.quick, peak32)
+    res["c_coefficient_vs_weight"] = bench_c(a.quick)
+    res["d_book"] = bench_d(a.build)
+    if a.memory:
+        res["memory"] = bench_memory(a.out.with_name("largest_sweep.npz"))
+    peak_after = matmul_flops(torch.float32)
+    res["machine"]["matmul_gflops_float32_after"] = peak_after / 1e9
+    res["seconds"] = time.perf_counter() - t0
+    A, B, C, D = (res[k] for k in ("a_sweep_vs_naive", "b_flops", "c_coefficient_vs_weight", "d_book"))
+    b_head = B[next(iter(B))]
+    d_ratio = D["total_minutes"] if D["found"] else float("nan")
+    res["summary"] = {
+        "a_speedup": A["speedup"], "b_efficiency": b_head["efficiency"],
+        "c_step_speedup": C["step_speedup"], "d_book_minutes": d_ratio,
+        "meets": {"a": A["speedup"] >= TARGETS["a"], "b": b_head["efficiency"] >= TARGETS["b"],
+                  "c": C["step_speedup"] >= TARGETS["c"],
+                  "d": bool(D["found"] and d_ratio <= TARGETS["d_minutes"])}}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=1))
+    print_table(res)
+    print(f"\nwritten to {a.out} ({res['seconds']:.0f} s)")
+    return res
+
+
+def print_table(res: dict) -> None:
+    m, A, B, C, D = (res[k] for k in ("machine", "a_sweep_vs_naive", "b_flops", "c_coefficient_vs_weight",
+                                      "d_book"))
+    print(f"torch {m['torch']}, {m['threads']} thread(s); 2048^2 float32 matmul: "
+          f"{m['matmul_gflops_float32']:.1f} GFLOP/s (after: {m['matmul_gflops_float32_after']:.1f})")
+    print(f"{'measure':58s} {'value':>10s} {'target':>8s}")
+    print("-" * 78)
+    g = A["grid"]
+    print(f"(a) batched sweep vs naive loop ({len(g['ns'])}x{len(g['snrs'])} cells x {len(g['seeds'])} seeds, "
+          f"{g['steps']} steps)".ljust(58) + f" {A['speedup']:9.1f}x {TARGETS['a']:7.0f}x")
+    print(f"    batched {A['batched_s']:.1f} s ({A['batched_chunks']} program), naive {A['naive_s']:.1f} s; "
+          f"mean test error {A['batched_mean_error']:.3f} vs {A['naive_mean_error']:.3f}")
+    for k, r in B.items():
+        print(f"(b) FLOP/s of {k} / matmul".ljust(58) + f" {r['efficiency']:10.2f} {TARGETS['b']:8.2f}")
+        print(f"    {r['gflops']:.1f} GFLOP/s, {1e3 * r['s_per_step']:.1f} ms/step")
+    print(f"(c) coefficient vs weight space, per step".ljust(58) + f" {C['step_speedup']:9.1f}x "
+          f"{TARGETS['c']:7.0f}x")
+    print(f"    weight {1e3 * C['weight']['step_s']:.1f} ms/step, coefficient "
+          f"{1e3 * C['coefficient']['step_s']:.2f} ms/step; whole 2000-step fit "
+          f"{C['fit2000_weight_s']:.1f} s vs {C['fit2000_coefficient_s']:.1f} s "
+          f"({C['fit2000_speedup']:.1f}x)")
+    if D["found"]:
+        print(f"(d) book execution, minutes".ljust(58) + f" {D['total_minutes']:10.2f} {TARGETS['d_minutes']:8.1f}")
+        for k, v in D["chapters"].items():
+            print(f"    {k:50s} {v:7.1f} s")
+    else:
+        print(f"(d) book execution: {D['note']}")
+    if "memory" in res:
+        mm = res["memory"]
+        print(f"peak RSS of the largest chapter-size sweep: {mm['peak_rss_mb']:.0f} MB "
+              f"({mm['seconds']:.0f} s)\n    {mm['command']}")
+
+
+if __name__ == "__main__":
+    main()
