@@ -29,7 +29,7 @@ unit: $(STAMP)
 
 nbval: $(STAMP)
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=600 \
-	  --sanitize-with tests/sanitize.cfg tests/notebooks -q -p no:cacheprovider
+	  --nbval-sanitize-with tests/sanitize.cfg tests/notebooks -q -p no:cacheprovider
 
 browser: $(STAMP)
 ifneq ($(CHROMIUM),)

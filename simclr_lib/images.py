@@ -454,6 +454,9 @@ def pretrain_encoder(unlabeled: torch.Tensor, mean: torch.Tensor, seeds: Sequenc
     if unlabeled.ndim != 4 or unlabeled.shape[0] != len(seeds):
         raise ValueError(f"unlabeled must have shape (runs={len(seeds)}, n0, H, W), "
                          f"got {tuple(unlabeled.shape)}")
+    if mean.shape != (unlabeled.shape[0], *unlabeled.shape[2:]):
+        raise ValueError(f"mean must have shape (runs, H, W) = {(unlabeled.shape[0], *unlabeled.shape[2:])}, "
+                         f"got {tuple(mean.shape)}")
     R, dtype, device = len(seeds), unlabeled.dtype, unlabeled.device
     gens = [stream(s, "augment") for s in seeds]
     d = cfg.patch ** 2

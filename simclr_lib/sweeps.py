@@ -26,10 +26,10 @@ import torch
 
 from ._validate import check_choice, check_dtype, check_float, check_int, check_seeds
 from .config import DataConfig, PretrainConfig, SupervisedConfig
-from .data import stream
-from .models import split_filters
-from .pipelines import run_finetune, run_pretrain, run_supervised
-from .training import choose_method
+from .data import Dataset, make_dataset, stream
+from .models import init_cnn, split_filters
+from .pipelines import run_pretrain
+from .training import choose_method, fit, make_stepper
 
 __all__ = ["SweepResult", "supervised_grid", "simclr_grid", "alignment_grid", "label_complexity",
            "n0_for", "run_bytes"]
@@ -116,21 +116,44 @@ def run_bytes(kind: str, data: DataConfig, size: int, cfg: SupervisedConfig | No
     return b * max(pre_f, ft)
 
 
+# Compute: the cost of one GD step, in flops per run; a batched program also pays a fixed
+# per-step overhead (~0.3 ms of Python and small-kernel launches, ~3e6 flops at ~10 GFLOP/s).
+_OVERHEAD = 3e6
+
+
+def _supervised_cost(n: int, d: int, m: int, method: str) -> float:
+    return 4 * m * n * n + 40 * m * n if method == "coefficient" else 16 * m * n * d
+
+
+def _pretrain_cost(n0: int, d: int, m: int) -> float:
+    return 16 * n0 * d * m + 12 * n0 * n0 * m
+
+
 def _cut(sizes: Sequence[int], nbytes: Callable[[int], float], memory_gb: float,
-         pad_ratio: float) -> list[list[int]]:
-    """Cut cells (sorted by ``sizes``) into chunks of consecutive indices: a chunk of ``c`` runs
-    padded to size ``p`` needs ``c * nbytes(p) <= memory_gb`` (a single run always goes), and
-    its largest size is at most ``pad_ratio`` times its smallest (padding costs compute)."""
+         cost: Callable[[int], float]) -> list[list[int]]:
+    """Cut cells into chunks, each one batched program with its runs padded to its largest size.
+
+    Sizes are taken in increasing order; the cells of the next size join the current chunk when
+    padding the chunk's runs up to it costs less than a program of its own
+    (``runs * (cost(new) - cost(old)) <= _OVERHEAD``), and while the chunk's working set
+    ``runs * nbytes(size)`` fits ``memory_gb`` (a single run always goes).
+    """
     budget = memory_gb * 2 ** 30
-    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    by_size: dict[int, list[int]] = {}
+    for i in sorted(range(len(sizes)), key=lambda i: sizes[i]):
+        by_size.setdefault(sizes[i], []).append(i)
     chunks: list[list[int]] = []
-    for i in order:
+    pad = None
+    for size, cells in by_size.items():
         cur = chunks[-1] if chunks else None
-        if cur is not None and sizes[i] <= pad_ratio * sizes[cur[0]] \
-                and (len(cur) + 1) * nbytes(sizes[i]) <= budget:
+        if cur is None or len(cur) * (cost(size) - cost(pad)) > _OVERHEAD:
+            cur = None                                               # padding costs more
+        for i in cells:
+            if cur is None or (len(cur) + 1) * nbytes(size) > budget:
+                cur = []
+                chunks.append(cur)
             cur.append(i)
-        else:
-            chunks.append([i])
+        pad = size
     return chunks
 
 
@@ -214,8 +237,42 @@ def _common(seeds, memory_gb, device, dtype) -> tuple[list[int], float, str, tor
 # ---------------------------------------------------------------------------------------------
 # The three sweeps. A chunk function is module level (picklable for process pools and Dask).
 
+def _test_sets(data: DataConfig, n_test: int, seeds: list[int], snrs: list[float], device,
+               dtype) -> Dataset:
+    """The test sets ``make_dataset(data, n_test, seeds, "test", snrs)``, each seed drawn once.
+
+    A run's test set depends on its SNR only through ``mu`` (labels, patch positions and noise
+    come from the seed's "test" stream), so the runs of one seed share one draw.
+    """
+    uniq = sorted(set(seeds))
+    base = make_dataset(data, n_test, uniq, "test", 1.0, device, dtype)
+    idx = torch.tensor([uniq.index(s) for s in seeds], device=base.mu.device)
+    mu = torch.zeros(len(seeds), data.d, dtype=dtype, device=base.mu.device)
+    mu[:, 0] = torch.tensor([data.mu_norm(s) for s in snrs], dtype=dtype)
+    return Dataset(base.y[idx], base.y_true[idx], base.noise[idx], mu, base.signal_first[idx],
+                   base.mask[idx])
+
+
+def _finetune(W0: torch.Tensor, seeds: list[int], snrs: list[float], ns: list[int],
+              data: DataConfig, cfg: SupervisedConfig, device, dtype) -> np.ndarray:
+    """Final test error of each run: ``run_finetune(W0, seeds, data, cfg, snrs, ns)``, with
+    runs of similar n batched together and each seed's test set drawn once."""
+    out = np.zeros(len(seeds))
+    d, lr = data.d, cfg.step_size(data)
+    cost = lambda n: _supervised_cost(n, d, cfg.m, choose_method(cfg.method, n, d))  # noqa: E731
+    for g in _cut(ns, lambda n: 0.0, math.inf, cost):
+        train = make_dataset(data, [ns[i] for i in g], [seeds[i] for i in g], "train",
+                             [snrs[i] for i in g], device, dtype)
+        test = _test_sets(data, cfg.n_test, [seeds[i] for i in g], [snrs[i] for i in g], device, dtype)
+        stepper = make_stepper(cfg.method, W0[g].to(device=device, dtype=dtype), train, test, cfg.q, lr)
+        out[g] = fit(stepper, test.y, train.weights(), cfg.steps, cfg.record_every).last("test_error")
+    return out
+
+
 def _supervised_chunk(seeds, snrs, ns, data, cfg, device, dtype) -> np.ndarray:
-    return run_supervised(seeds, data, cfg, snr=snrs, n=ns, device=device, dtype=dtype).last("test_error")
+    """``run_supervised(seeds, data, cfg, snrs, ns).last("test_error")`` (tests/test_sweeps.py)."""
+    W0 = init_cnn([stream(s, "init") for s in seeds], cfg.m, data.d, cfg.init_std(data), dtype, device)
+    return _finetune(W0, seeds, snrs, ns, data, cfg, device, dtype)
 
 
 def supervised_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
@@ -226,14 +283,16 @@ def supervised_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[in
                     progress: bool = False) -> SweepResult:
     """Test error of direct supervised training over an ``(n, snr)`` grid (Theorem 4.3).
 
-    All cells go into as few batched programs as ``memory_gb`` allows (runs padded to the
-    chunk's largest n). Returns ``values[i_n, i_snr, i_seed]``. Used in chapters 3 and 6.
+    The cells go into a few batched programs: runs of similar n share one (padded to its
+    largest n) while padding is cheaper than another program, within ``memory_gb``; runs of one
+    seed share one test-set draw. Returns ``values[i_n, i_snr, i_seed]``. Used in chapters 3 and 6.
     """
     ns, snrs = _check_grid("ns", ns, "int"), _check_grid("snrs", snrs, "float")
     seeds, memory_gb, device, dtype = _common(seeds, memory_gb, device, dtype)
     cells = [(n, s, seed) for n in ns for s in snrs for seed in seeds]
     nbytes = lambda n: run_bytes("supervised", data, n, cfg=cfg, dtype=dtype)  # noqa: E731
-    groups = _cut([c[0] for c in cells], nbytes, memory_gb, math.inf)
+    cost = lambda n: _supervised_cost(n, data.d, cfg.m, choose_method(cfg.method, n, data.d))  # noqa: E731
+    groups = _cut([c[0] for c in cells], nbytes, memory_gb, cost)
     jobs = [(g, ([cells[i][2] for i in g], [cells[i][1] for i in g], [cells[i][0] for i in g],
                  data, cfg, device, dtype)) for g in groups]
     out = np.zeros(len(cells))
@@ -256,7 +315,7 @@ def alignment_grid(n0s: Sequence[int], snrs: Sequence[float], seeds: Sequence[in
                    progress: bool = False) -> SweepResult:
     """Mean ``|cos(w_r, mu)|`` after pre-training over an ``(n0, snr)`` grid (Theorem 5.3).
 
-    Runs with similar ``n0`` (within 25%) share a batched program. Returns
+    Runs with similar ``n0`` share a batched program (see ``_cut``). Returns
     ``values[i_n0, i_snr, i_seed]``. Used in chapter 4.
     """
     n0s, snrs = _check_grid("n0s", n0s, "int"), _check_grid("snrs", snrs, "float")
@@ -265,7 +324,7 @@ def alignment_grid(n0s: Sequence[int], snrs: Sequence[float], seeds: Sequence[in
     seeds, memory_gb, device, dtype = _common(seeds, memory_gb, device, dtype)
     cells = [(n0, s, seed) for n0 in n0s for s in snrs for seed in seeds]
     nbytes = lambda n0: run_bytes("alignment", data, n0, pre=pre, dtype=dtype)  # noqa: E731
-    groups = _cut([c[0] for c in cells], nbytes, memory_gb, 1.25)
+    groups = _cut([c[0] for c in cells], nbytes, memory_gb, lambda n0: _pretrain_cost(n0, data.d, pre.m))
     jobs = [(g, ([cells[i][2] for i in g], [cells[i][1] for i in g], [cells[i][0] for i in g],
                  data, pre, device, dtype)) for g in groups]
     out = np.zeros(len(cells))
@@ -281,9 +340,9 @@ def _simclr_chunk(seeds, snrs, n0s, ns, data, pre, ft, device, dtype) -> np.ndar
     W0 = split_filters(res.W, [stream(s, "split") for s in seeds])     # (R, 2, m, d)
     del res
     k = len(ns)
-    hist = run_finetune(W0.repeat(k, 1, 1, 1), seeds * k, data, ft, snr=snrs * k,
-                        n=[n for n in ns for _ in seeds], device=device, dtype=dtype)
-    return hist.last("test_error").reshape(k, len(seeds))
+    err = _finetune(W0.repeat(k, 1, 1, 1), seeds * k, snrs * k, [n for n in ns for _ in seeds],
+                    data, ft, device, dtype)
+    return err.reshape(k, len(seeds))
 
 
 def simclr_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
@@ -309,7 +368,7 @@ def simclr_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
     n0 = {s: (pre.n0 if n0_snr2 is None else n0_for(s, n0_snr2)) for s in snrs}
     cells = [(s, seed) for s in snrs for seed in seeds]
     nbytes = lambda k: run_bytes("simclr", data, k, cfg=ft, pre=pre, ns=ns, dtype=dtype)  # noqa: E731
-    groups = _cut([n0[c[0]] for c in cells], nbytes, memory_gb, 1.25)
+    groups = _cut([n0[c[0]] for c in cells], nbytes, memory_gb, lambda k: _pretrain_cost(k, data.d, pre.m))
     jobs = [(g, ([cells[i][1] for i in g], [cells[i][0] for i in g], [n0[cells[i][0]] for i in g],
                  ns, data, pre, ft, device, dtype)) for g in groups]
     out = np.zeros((len(ns), len(cells)))

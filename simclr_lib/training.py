@@ -297,8 +297,7 @@ def _infonce_grad(HT: torch.Tensor, n: int, tau: float, mask: torch.Tensor, bloc
         L += (wb * (top.squeeze(2) + z.squeeze(2).log() - diag)).sum(1)  # logsumexp - s_ii
         P = s.mul_(wb[..., None] / z)                                  # w_i softmax_j(s_ij)
         P[:, rows - a, rows] -= wb                                     # dL/ds
-        torch.bmm(P, htT.transpose(1, 2), out=dH[:, a:b]) if dH.is_contiguous() and False \
-            else dH[:, a:b].copy_(torch.bmm(P, htT.transpose(1, 2)))   # dL/dh_i = sum_j P_ij h~_j
+        dH[:, a:b] = torch.bmm(P, htT.transpose(1, 2))                 # dL/dh_i = sum_j P_ij h~_j
         dHt.baddbmm_(hT[:, :, a:b], P)                                 # dL/dh~_j = sum_i P_ij h_i
     return L, s_max, torch.cat([dH.transpose(1, 2), dHt], 2).div_(tau)
 

@@ -118,7 +118,8 @@ def test_auto_method_and_forcing():
 # ---------------------------------------------------------------------------------------------
 # Pre-training: the hand-written chain rule through the linear encoder is autograd's gradient.
 
-def test_infonce_hand_gradient_equals_autograd():
+@pytest.mark.parametrize("block", [None, 2, 3])       # whole, and in blocks of rows
+def test_infonce_hand_gradient_equals_autograd(block):
     g = torch.Generator().manual_seed(0)
     R, n, k, tau = 3, 7, 4, 0.7
     HH = torch.randn(R, 2 * n, k, generator=g, dtype=F64)
@@ -126,7 +127,7 @@ def test_infonce_hand_gradient_equals_autograd():
     mask[1, 5:] = False
     mask[2, 3:] = False
     HH = HH * torch.cat([mask, mask], 1)[..., None]           # padded rows are zero
-    L, s_max, dHT = _infonce_grad(HH.transpose(1, 2).clone(), n, tau, mask)   # (R, k, 2n) layout
+    L, s_max, dHT = _infonce_grad(HH.transpose(1, 2).clone(), n, tau, mask, block)  # (R, k, 2n)
     dHH = dHT.transpose(1, 2)
     X = HH.clone().requires_grad_(True)
     L_ref = infonce(X[:, :n], X[:, n:], tau, mask)

@@ -327,6 +327,8 @@ def test_pretrain_ntxent_runs_all_steps():
 def test_pretrain_rejects_bad_shape():
     with pytest.raises(ValueError, match=r"unlabeled must have shape \(runs=2"):
         im.pretrain_encoder(torch.zeros(1, 4, 8, 8), torch.zeros(1, 8, 8), [0, 1])
+    with pytest.raises(ValueError, match=r"mean must have shape \(runs, H, W\)"):
+        im.pretrain_encoder(torch.zeros(1, 4, 8, 8), torch.zeros(8, 8), [0])
 
 
 # ------------------------------------------------------------------------------------------

@@ -54,10 +54,23 @@ def test_chunked_equals_unchunked(kind, whole):
 
 
 def test_few_batched_programs(whole):
-    """A whole (n, snr) phase diagram is one program; pre-training groups runs by n0 (+-25%)."""
-    assert whole["supervised"].chunks == {"total": 1, "computed": 1, "cached": 0}
-    assert whole["alignment"].chunks["total"] == 2            # n0 in {10, 11} and {24}
-    assert whole["simclr"].chunks["total"] == 2               # n0 = 16 and 7 (one per snr)
+    """At this tiny d padding is cheap: each whole (n, snr) or (n0, snr) grid is one program."""
+    for kind in GRIDS:
+        assert whole[kind].chunks == {"total": 1, "computed": 1, "cached": 0}
+
+
+def test_grouping_by_cost():
+    """Padding small runs up to a large size is worth it only while it is cheaper than one more
+    program: the chapter grids split where the per-step cost jumps."""
+    d, m = 2000, 10
+    sup = lambda n: sweeps._supervised_cost(n, d, m, "coefficient")  # noqa: E731
+    sizes = [n for n in (2, 4, 8, 16, 32, 64, 128, 256) for _ in range(28)]   # 7 snrs x 4 seeds
+    groups = [sorted({sizes[i] for i in g}) for g in sweeps._cut(sizes, lambda n: 0, 1.0, sup)]
+    assert groups[0][:3] == [2, 4, 8] and groups[-1] == [256] and 3 <= len(groups) <= 5
+    pre = lambda n0: sweeps._pretrain_cost(n0, d, m)  # noqa: E731
+    sizes = [n0 for n0 in (16, 64, 256, 1600) for _ in range(12)]
+    groups = [sorted({sizes[i] for i in g}) for g in sweeps._cut(sizes, lambda n: 0, 1.0, pre)]
+    assert groups == [[16], [64], [256], [1600]]
 
 
 def test_executor_equals_in_process(whole):
@@ -72,6 +85,8 @@ def test_one_cell_equals_its_own_run(whole):
     assert whole["supervised"].values[1, 1, 1] == pytest.approx(h.last("test_error")[0], abs=1e-9)
     r = sl.run_pretrain([0], DATA, PRE, snr=0.9, n0=24, dtype=F64)
     assert whole["alignment"].values[1, 1, 1] == pytest.approx(r.history.last("align_mean")[0], abs=1e-9)
+    s = sl.run_simclr_finetune([1], DATA, PRE, SUP, snr=0.8, n=2, n0=sweeps.n0_for(0.8, 4.0), dtype=F64)
+    assert whole["simclr"].values[1, 1, 1] == pytest.approx(s.finetune.last("test_error")[0], abs=1e-9)
 
 
 def test_cache_resumes_without_recomputing(tmp_path, whole):
@@ -95,12 +110,12 @@ def test_chunks_fit_the_budget():
     nbytes = lambda n0: sweeps.run_bytes("alignment", data, n0, pre=sl.PretrainConfig())  # noqa: E731
     sizes = [25, 100, 400, 1600] * 9
     for gb in (0.05, 0.3, 1.0):
-        chunks = sweeps._cut(sizes, nbytes, gb, 1.25)
+        chunks = sweeps._cut(sizes, nbytes, gb, lambda n0: sweeps._pretrain_cost(n0, 2000, 10))
         assert sorted(i for c in chunks for i in c) == list(range(len(sizes)))
         for c in chunks:
             p = max(sizes[i] for i in c)
             assert len(c) == 1 or len(c) * nbytes(p) <= gb * 2 ** 30
-            assert p <= 1.25 * min(sizes[i] for i in c)
+            assert p == min(sizes[i] for i in c)              # no padding of pre-training here
 
 
 def test_run_bytes_scale():
