@@ -1,9 +1,9 @@
 """Measured peak memory of sweep chunks against the estimates the sweeps chunk by.
 
-Every measurement runs one chunk function in a fresh subprocess and reads the peak resident set
-size (``resource.getrusage(...).ru_maxrss``) minus the resident size just before the chunk (after
-imports and a tiny warm-up). Two batch sizes give the measured bytes per run (the slope) and the
-fixed overhead. Prints a table; ``bench/run.py --memory`` adds it to bench/results/latest.json.
+Every measurement runs one chunk function in a fresh subprocess and reads its peak resident set
+size (``VmHWM`` in /proc/self/status) minus the resident size just before the chunk (after
+imports and a tiny warm-up), for a small and a larger chunk, next to the chunk's estimate
+(``sweeps.run_bytes`` per run, plus a supervised chunk's shared test draws). Prints a table.
 
     .venv/bin/python bench/memory.py            # all cases (about a minute)
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 
@@ -29,6 +28,12 @@ NS = [2, 4, 8, 16, 32, 64]
 def _rss() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _hwm() -> int:
+    """This process's peak RSS (VmHWM): unlike ru_maxrss it starts afresh at exec."""
+    with open("/proc/self/status") as fh:
+        return int(next(ln for ln in fh if ln.startswith("VmHWM")).split()[1]) * 1024
 
 
 def _configs(kind: str, over: dict):
@@ -53,41 +58,43 @@ def measure_one(kind: str, size: int, over: dict, runs: int) -> dict:
     sweeps._alignment_chunk([0], [0.5], [4], tiny, sl.PretrainConfig(steps=2, stop="steps"), "cpu",
                             torch.float32)
     base = _rss()
-    if kind == "supervised":
-        sweeps._supervised_chunk(seeds, [0.1] * runs, [size] * runs, data, cfg, "cpu", torch.float32)
-        est = sweeps.run_bytes("supervised", data, size, cfg=cfg)
+    if kind == "supervised":   # two SNRs per seed: the runs of a seed share its test draw
+        seeds = [s // 2 for s in range(runs)] if runs > 1 else seeds
+        sweeps._supervised_chunk(seeds, [0.1, 0.2] * (runs // 2) or [0.1], [size] * runs, data, cfg,
+                                 "cpu", torch.float32)
+        est = runs * sweeps.run_bytes("supervised", data, size, cfg=cfg) \
+            + sweeps._supervised_fixed(data, cfg, len(set(seeds)), torch.float32)   # shared draws
     elif kind == "alignment":
         sweeps._alignment_chunk(seeds, [0.1] * runs, [size] * runs, data, pre, "cpu", torch.float32)
-        est = sweeps.run_bytes("alignment", data, size, pre=pre)
+        est = runs * sweeps.run_bytes("alignment", data, size, pre=pre) + sweeps._SLACK * 16 * 2000 * size
     else:
         sweeps._simclr_chunk(seeds, [0.2] * runs, [size] * runs, NS, data, pre, cfg, "cpu",
                              torch.float32)
-        est = sweeps.run_bytes("simclr", data, size, cfg=cfg, pre=pre, ns=NS)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    return {"runs": runs, "peak_bytes": peak, "estimate_per_run": est}
+        est = runs * sweeps.run_bytes("simclr", data, size, cfg=cfg, pre=pre, ns=NS) \
+            + sweeps._SLACK * 16 * 2000 * max(size, cfg.n_test)        # one run's float64 draw
+    peak = _hwm() - base
+    return {"runs": runs, "peak_bytes": peak, "estimate_bytes": est}
 
 
-def measure(name: str) -> dict:
+def measure(name: str) -> list[dict]:
     kind, size, over = CASES[name]
-    out = []
+    rows = []
     for runs in BATCH[kind]:
         cmd = [sys.executable, __file__, "--one", kind, str(size), json.dumps(over), str(runs)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    (r1, p1), (r2, p2) = [(o["runs"], o["peak_bytes"]) for o in out]
-    slope = (p2 - p1) / (r2 - r1)
-    est = out[0]["estimate_per_run"]
-    return {"case": name, "estimate_per_run_mb": est / 2 ** 20, "measured_per_run_mb": slope / 2 ** 20,
-            "fixed_mb": (p1 - slope) / 2 ** 20, "ratio_estimate_over_measured": est / slope,
-            "peaks_mb": {str(r): p / 2 ** 20 for r, p in [(r1, p1), (r2, p2)]}}
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+        rows.append({"case": name, "runs": runs, "estimate_mb": out["estimate_bytes"] / 2 ** 20,
+                     "measured_mb": out["peak_bytes"] / 2 ** 20,
+                     "ratio": out["estimate_bytes"] / out["peak_bytes"]})
+    return rows
 
 
 def main() -> list[dict]:
-    rows = [measure(name) for name in CASES]
-    print(f"{'case':34s} {'estimate MB/run':>16s} {'measured MB/run':>16s} {'est/meas':>9s} {'fixed MB':>9s}")
+    rows = [r for name in CASES for r in measure(name)]
+    print(f"{'chunk':34s} {'runs':>5s} {'estimate MB':>12s} {'measured MB':>12s} {'est/meas':>9s}")
     for r in rows:
-        print(f"{r['case']:34s} {r['estimate_per_run_mb']:16.1f} {r['measured_per_run_mb']:16.1f} "
-              f"{r['ratio_estimate_over_measured']:9.2f} {r['fixed_mb']:9.1f}")
+        print(f"{r['case']:34s} {r['runs']:5d} {r['estimate_mb']:12.1f} {r['measured_mb']:12.1f} "
+              f"{r['ratio']:9.2f}")
     return rows
 
 

@@ -17,7 +17,7 @@ import math
 import os
 import sys
 from concurrent.futures import Executor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -76,6 +76,7 @@ def _bytes(dtype: torch.dtype) -> int:
 
 def _supervised_floats(n: int, d: int, m: int, n_test: int, method: str) -> float:
     """Floats one supervised run holds at its peak (``n`` is the padded training size)."""
+    # (a chunk also holds one shared test draw per seed: the ``fixed`` term of _cut)
     if method == "coefficient":
         # train and test noise (n + n_test) d; the Gram matrices G, G_test; <w0, xi> and the
         # (2, m, n_test) test pre-activations; W0 and the weights of History.final
@@ -88,8 +89,8 @@ def _supervised_floats(n: int, d: int, m: int, n_test: int, method: str) -> floa
 def _pretrain_floats(n0: int, d: int, m: int) -> float:
     """Floats one pre-training run holds at its peak: augment() holds five (n0, d) arrays at
     once (measured: 5.4 to 6.6 with the allocator's free blocks), pretrain() four (noise, view
-    noise and U = [Z; Z~]) and three (n0, n0) logit arrays."""
-    return max(7 * n0 * d, 5 * n0 * d + 3 * n0 * n0 + 6 * m * n0) + 4 * 2 * m * d
+    noise and U = [Z; Z~]) and a few blocks of logits (at most ~3 * 2^18 per chunk)."""
+    return max(7 * n0 * d, 5 * n0 * d + 3 * min(n0 * n0, 3 * 2 ** 18) + 6 * m * n0) + 4 * 2 * m * d
 
 
 _SLACK = 1.1   # freed blocks the allocator keeps resident: measured peaks are 0-20% above live bytes
@@ -102,7 +103,8 @@ def run_bytes(kind: str, data: DataConfig, size: int, cfg: SupervisedConfig | No
 
     ``kind`` is ``"supervised"`` (``size = n``), ``"alignment"`` (``size = n0``) or
     ``"simclr"`` (``size = n0``; the run is pre-trained once, then fine-tuned on each n in
-    ``ns``, batched). Used by the sweeps to cut chunks that fit ``memory_gb``.
+    ``ns``, batched). Used by the sweeps to cut chunks that fit ``memory_gb``; a supervised
+    chunk also holds one test draw per seed (``n_test * d`` numbers each).
     """
     check_choice("kind", kind, ("supervised", "alignment", "simclr"))
     b, d = _SLACK * _bytes(dtype), data.d
@@ -113,7 +115,7 @@ def run_bytes(kind: str, data: DataConfig, size: int, cfg: SupervisedConfig | No
         return b * pre_f
     n = max(ns)
     ft = len(ns) * _supervised_floats(n, d, cfg.m, cfg.n_test, choose_method(cfg.method, n, d))
-    return b * max(pre_f, ft)
+    return b * max(pre_f, ft + cfg.n_test * d)          # + the seed's shared test draw
 
 
 # Compute: the cost of one GD step, in flops per run; a batched program also pays a fixed
@@ -129,16 +131,22 @@ def _pretrain_cost(n0: int, d: int, m: int) -> float:
     return 16 * n0 * d * m + 12 * n0 * n0 * m
 
 
+def _supervised_fixed(data: DataConfig, cfg: SupervisedConfig, seeds: int, dtype) -> float:
+    """Bytes a supervised chunk holds besides its runs: one shared test draw per seed, and the
+    float64 noise of the one test set being drawn (make_dataset draws in float64, 16 n_test d B)."""
+    return _SLACK * cfg.n_test * data.d * (seeds * _bytes(dtype) + 16)
+
+
 def _cut(sizes: Sequence[int], nbytes: Callable[[int], float], memory_gb: float,
-         cost: Callable[[int], float]) -> list[list[int]]:
+         cost: Callable[[int], float], fixed: float = 0.0) -> list[list[int]]:
     """Cut cells into chunks, each one batched program with its runs padded to its largest size.
 
     Sizes are taken in increasing order; the cells of the next size join the current chunk when
     padding the chunk's runs up to it costs less than a program of its own
     (``runs * (cost(new) - cost(old)) <= _OVERHEAD``), and while the chunk's working set
-    ``runs * nbytes(size)`` fits ``memory_gb`` (a single run always goes).
+    ``fixed + runs * nbytes(size)`` fits ``memory_gb`` (a single run always goes).
     """
-    budget = memory_gb * 2 ** 30
+    budget = memory_gb * 2 ** 30 - fixed
     by_size: dict[int, list[int]] = {}
     for i in sorted(range(len(sizes)), key=lambda i: sizes[i]):
         by_size.setdefault(sizes[i], []).append(i)
@@ -237,18 +245,20 @@ def _common(seeds, memory_gb, device, dtype) -> tuple[list[int], float, str, tor
 # ---------------------------------------------------------------------------------------------
 # The three sweeps. A chunk function is module level (picklable for process pools and Dask).
 
-def _test_sets(data: DataConfig, n_test: int, seeds: list[int], snrs: list[float], device,
-               dtype) -> Dataset:
-    """The test sets ``make_dataset(data, n_test, seeds, "test", snrs)``, each seed drawn once.
+def _test_sets(base: Dataset, uniq: list[int], data: DataConfig, seeds: list[int],
+               snrs: list[float]) -> Dataset:
+    """The test sets ``make_dataset(data, n_test, seeds, "test", snrs)`` from ``base``, the test
+    sets of the seeds ``uniq`` drawn once.
 
     A run's test set depends on its SNR only through ``mu`` (labels, patch positions and noise
     come from the seed's "test" stream), so the runs of one seed share one draw.
     """
-    uniq = sorted(set(seeds))
-    base = make_dataset(data, n_test, uniq, "test", 1.0, device, dtype)
-    idx = torch.tensor([uniq.index(s) for s in seeds], device=base.mu.device)
-    mu = torch.zeros(len(seeds), data.d, dtype=dtype, device=base.mu.device)
-    mu[:, 0] = torch.tensor([data.mu_norm(s) for s in snrs], dtype=dtype)
+    dev, dtype = base.mu.device, base.mu.dtype
+    mu = torch.zeros(len(seeds), data.d, dtype=dtype, device=dev)
+    mu[:, 0] = torch.tensor([data.mu_norm(s) for s in snrs], dtype=dtype, device=dev)
+    if seeds == uniq:                                                  # no copy needed
+        return replace(base, mu=mu)
+    idx = torch.tensor([uniq.index(s) for s in seeds], device=dev)
     return Dataset(base.y[idx], base.y_true[idx], base.noise[idx], mu, base.signal_first[idx],
                    base.mask[idx])
 
@@ -259,13 +269,16 @@ def _finetune(W0: torch.Tensor, seeds: list[int], snrs: list[float], ns: list[in
     runs of similar n batched together and each seed's test set drawn once."""
     out = np.zeros(len(seeds))
     d, lr = data.d, cfg.step_size(data)
+    uniq = sorted(set(seeds))
+    base = make_dataset(data, cfg.n_test, uniq, "test", 1.0, device, dtype)
     cost = lambda n: _supervised_cost(n, d, cfg.m, choose_method(cfg.method, n, d))  # noqa: E731
     for g in _cut(ns, lambda n: 0.0, math.inf, cost):
         train = make_dataset(data, [ns[i] for i in g], [seeds[i] for i in g], "train",
                              [snrs[i] for i in g], device, dtype)
-        test = _test_sets(data, cfg.n_test, [seeds[i] for i in g], [snrs[i] for i in g], device, dtype)
+        test = _test_sets(base, uniq, data, [seeds[i] for i in g], [snrs[i] for i in g])
         stepper = make_stepper(cfg.method, W0[g].to(device=device, dtype=dtype), train, test, cfg.q, lr)
         out[g] = fit(stepper, test.y, train.weights(), cfg.steps, cfg.record_every).last("test_error")
+        del train, test, stepper
     return out
 
 
@@ -292,7 +305,8 @@ def supervised_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[in
     cells = [(n, s, seed) for n in ns for s in snrs for seed in seeds]
     nbytes = lambda n: run_bytes("supervised", data, n, cfg=cfg, dtype=dtype)  # noqa: E731
     cost = lambda n: _supervised_cost(n, data.d, cfg.m, choose_method(cfg.method, n, data.d))  # noqa: E731
-    groups = _cut([c[0] for c in cells], nbytes, memory_gb, cost)
+    groups = _cut([c[0] for c in cells], nbytes, memory_gb, cost,
+                  _supervised_fixed(data, cfg, len(seeds), dtype))
     jobs = [(g, ([cells[i][2] for i in g], [cells[i][1] for i in g], [cells[i][0] for i in g],
                  data, cfg, device, dtype)) for g in groups]
     out = np.zeros(len(cells))
@@ -324,7 +338,9 @@ def alignment_grid(n0s: Sequence[int], snrs: Sequence[float], seeds: Sequence[in
     seeds, memory_gb, device, dtype = _common(seeds, memory_gb, device, dtype)
     cells = [(n0, s, seed) for n0 in n0s for s in snrs for seed in seeds]
     nbytes = lambda n0: run_bytes("alignment", data, n0, pre=pre, dtype=dtype)  # noqa: E731
-    groups = _cut([c[0] for c in cells], nbytes, memory_gb, lambda n0: _pretrain_cost(n0, data.d, pre.m))
+    draw = _SLACK * 16 * data.d * max(n0s)              # make_dataset's float64 draw of one run
+    groups = _cut([c[0] for c in cells], nbytes, memory_gb, lambda n0: _pretrain_cost(n0, data.d, pre.m),
+                  draw)
     jobs = [(g, ([cells[i][2] for i in g], [cells[i][1] for i in g], [cells[i][0] for i in g],
                  data, pre, device, dtype)) for g in groups]
     out = np.zeros(len(cells))
@@ -368,7 +384,9 @@ def simclr_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
     n0 = {s: (pre.n0 if n0_snr2 is None else n0_for(s, n0_snr2)) for s in snrs}
     cells = [(s, seed) for s in snrs for seed in seeds]
     nbytes = lambda k: run_bytes("simclr", data, k, cfg=ft, pre=pre, ns=ns, dtype=dtype)  # noqa: E731
-    groups = _cut([n0[c[0]] for c in cells], nbytes, memory_gb, lambda k: _pretrain_cost(k, data.d, pre.m))
+    draw = _SLACK * 16 * data.d * max(ft.n_test, *n0.values())   # one run's float64 draw
+    groups = _cut([n0[c[0]] for c in cells], nbytes, memory_gb, lambda k: _pretrain_cost(k, data.d, pre.m),
+                  draw)
     jobs = [(g, ([cells[i][1] for i in g], [cells[i][0] for i in g], [n0[cells[i][0]] for i in g],
                  ns, data, pre, ft, device, dtype)) for g in groups]
     out = np.zeros((len(ns), len(cells)))

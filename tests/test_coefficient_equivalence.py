@@ -168,3 +168,16 @@ def test_pretrain_equals_autograd_reference(loss):
     ref = _pretrain_reference(W0, unl, view, pre.tau, lr, pre.steps, loss)
     assert (ref - W0).norm() > 0.1 * W0.norm()                # it moved
     torch.testing.assert_close(res.W, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_weight_space_blocks_of_samples(monkeypatch):
+    """WeightSpace.step runs over blocks of samples (cache-sized); any block size gives the same GD."""
+    from simclr_lib.training import WeightSpace
+    data = sl.DataConfig(d=30, snr=0.8)
+    cfg = sl.SupervisedConfig(n=40, m=2, steps=200, record_every=100, n_test=50, method="weight")
+    seeds = [0, 1]
+    one = sl.run_supervised(seeds, data, cfg, n=[40, 23], dtype=F64)      # a single block
+    monkeypatch.setattr(WeightSpace, "_BLOCK", 1)                           # blocks of 16 samples
+    blocks = sl.run_supervised(seeds, data, cfg, n=[40, 23], dtype=F64)
+    torch.testing.assert_close(blocks.final["W"], one.final["W"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(blocks["train_loss"], one["train_loss"], rtol=1e-12)
