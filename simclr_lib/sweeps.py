@@ -351,10 +351,19 @@ def alignment_grid(n0s: Sequence[int], snrs: Sequence[float], seeds: Sequence[in
 
 
 def _simclr_chunk(seeds, snrs, n0s, ns, data, pre, ft, device, dtype) -> np.ndarray:
-    """Pre-train once per (snr, seed), then fine-tune that encoder on every n in ``ns``: (len(ns), runs)."""
-    res = run_pretrain(seeds, data, pre, snr=snrs, n0=n0s, device=device, dtype=dtype)
-    W0 = split_filters(res.W, [stream(s, "split") for s in seeds])     # (R, 2, m, d)
-    del res
+    """Pre-train once per (snr, seed), then fine-tune that encoder on every n in ``ns``: (len(ns), runs).
+
+    Pre-training is one program per distinct n0 (never padded); fine-tuning batches all the
+    chunk's encoders together, grouped by n."""
+    W0 = [None] * len(seeds)
+    for n0 in sorted(set(n0s)):
+        idx = [i for i, k in enumerate(n0s) if k == n0]
+        res = run_pretrain([seeds[i] for i in idx], data, pre, snr=[snrs[i] for i in idx], n0=n0,
+                           device=device, dtype=dtype)
+        for i, w in zip(idx, split_filters(res.W, [stream(seeds[i], "split") for i in idx])):
+            W0[i] = w                                                  # (2, m, d)
+        del res
+    W0 = torch.stack(W0)                                               # (R, 2, m, d)
     k = len(ns)
     err = _finetune(W0.repeat(k, 1, 1, 1), seeds * k, snrs * k, [n for n in ns for _ in seeds],
                     data, ft, device, dtype)
@@ -371,7 +380,9 @@ def simclr_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
     """Test error of SimCLR + fine-tuning over an ``(n, snr)`` grid (Theorem 4.2).
 
     Each ``(snr, seed)`` is pre-trained once on ``n0 = n0_snr2 / snr^2`` unlabeled samples
-    (``pre.n0`` when ``n0_snr2`` is None) and fine-tuned for every ``n``.
+    (``pre.n0`` when ``n0_snr2`` is None) and fine-tuned for every ``n``. A chunk pre-trains
+    each of its n0 in one program and fine-tunes all its encoders together (runs of similar n
+    batched, one test-set draw per seed), within ``memory_gb``.
     Returns ``values[i_n, i_snr, i_seed]``. Used in chapters 1 and 6.
     """
     ns, snrs = _check_grid("ns", ns, "int"), _check_grid("snrs", snrs, "float")
@@ -385,8 +396,9 @@ def simclr_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
     cells = [(s, seed) for s in snrs for seed in seeds]
     nbytes = lambda k: run_bytes("simclr", data, k, cfg=ft, pre=pre, ns=ns, dtype=dtype)  # noqa: E731
     draw = _SLACK * 16 * data.d * max(ft.n_test, *n0.values())   # one run's float64 draw
-    groups = _cut([n0[c[0]] for c in cells], nbytes, memory_gb, lambda k: _pretrain_cost(k, data.d, pre.m),
-                  draw)
+    # a chunk pre-trains each n0 in a program of its own, so cells of different n0 share a chunk
+    # (and its fine-tuning programs) at no padding cost: chunks are cut by memory only
+    groups = _cut([n0[c[0]] for c in cells], nbytes, memory_gb, lambda k: 0.0, draw)
     jobs = [(g, ([cells[i][1] for i in g], [cells[i][0] for i in g], [n0[cells[i][0]] for i in g],
                  ns, data, pre, ft, device, dtype)) for g in groups]
     out = np.zeros((len(ns), len(cells)))
