@@ -235,8 +235,9 @@ def bench_d(build: Path) -> dict:
         secs = rec.data.get("execution_seconds")
         try:
             name = Path(rec.uri).resolve().relative_to(ROOT).as_posix()
-        except ValueError:                                 # built from another checkout
-            name = rec.uri
+        except ValueError:                                 # built from another checkout (a clone)
+            parts = Path(rec.uri).parts
+            name = Path(*parts[parts.index("book"):]).as_posix() if "book" in parts else rec.uri
         if secs is not None and (name not in chapters or rec.created.timestamp() > chapters[name][1]):
             chapters[name] = (float(secs), rec.created.timestamp())
     total = sum(s for s, _ in chapters.values())
