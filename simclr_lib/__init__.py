@@ -15,4 +15,6 @@ from .pipelines import SimCLRResult, run_finetune, run_pretrain, run_simclr_fine
 from .training import (CoefficientSpace, DivergenceError, History, PretrainResult, Stepper,
                        WeightSpace, fit, make_stepper, pretrain)
 
+from . import plotting, sweeps  # sl.sweeps.*, sl.plotting.* after `import simclr_lib as sl`
+
 __version__ = "0.1.0"

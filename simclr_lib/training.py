@@ -251,7 +251,10 @@ def _error(margin: torch.Tensor) -> torch.Tensor:
 
 def fit(stepper: Stepper, y_test: torch.Tensor, wts: torch.Tensor, steps: int,
         record_every: int, coefficients: bool = True) -> History:
-    """Run ``steps`` GD steps, recording losses, errors, Definition 5.1's coefficients and alignment.
+    """Run ``steps`` GD steps, recording every ``record_every`` steps (and at the last one) the
+    training and test loss and error and, with ``coefficients``, Definition 5.1's summaries
+    (:func:`~simclr_lib.diagnostics.coefficient_summary`) and the filters' mean and max
+    ``|cos(w_{j,r}, mu)|`` (``align_mean``, ``align_max``).
 
     Raises :class:`DivergenceError` naming the step if a loss or weight becomes non-finite.
     """
@@ -266,6 +269,8 @@ def fit(stepper: Stepper, y_test: torch.Tensor, wts: torch.Tensor, steps: int,
                 "test_error": _error(test_margin).mean(1)}
         if coefficients:
             vals.update(coefficient_summary(*stepper.coefficients()))
+            al = alignment(stepper.weights(), stepper.train.mu)               # (R, 2, m)
+            vals["align_mean"], vals["align_max"] = al.mean((1, 2)), al.amax((1, 2))
         for k, v in vals.items():
             if not torch.isfinite(v).all():
                 raise _diverged(t, stepper.lr)
