@@ -101,3 +101,20 @@ def test_coefficient_space_equals_weight_space_over_200_steps():
         assert (c[name] == w[name]).all(), name
     for key in ("gamma", "rho", "W"):
         torch.testing.assert_close(c.final[key], w.final[key], rtol=1e-6, atol=1e-9, msg=key)
+
+
+def test_recorded_alignment_is_the_filters_cosine_with_mu():
+    """``align_mean``/``align_max`` of a supervised history are mean/max |cos(w_{j,r}, mu)| of
+    the filters, computed the same way by both GD implementations."""
+    data = sl.DataConfig(d=300, snr=0.8)
+    cfg = sl.SupervisedConfig(n=8, m=3, steps=40, record_every=20, n_test=20)
+    hists = [sl.run_supervised(SEEDS, data, sl.config.replace(cfg, method=meth), dtype=F64)
+             for meth in ("weight", "coefficient")]
+    W = hists[0].final["W"]
+    mu = sl.make_dataset(data, cfg.n, SEEDS, "train", dtype=F64).mu
+    cos = torch.stack([torch.stack([(W[r, j] @ mu[r]).abs() / (W[r, j].norm(dim=1) * mu[r].norm())
+                                    for j in range(2)]) for r in range(len(SEEDS))])  # (R, 2, m)
+    for h in hists:
+        assert torch.allclose(torch.from_numpy(h.last("align_mean")), cos.mean((1, 2)), rtol=1e-9)
+        assert torch.allclose(torch.from_numpy(h.last("align_max")), cos.amax((1, 2)), rtol=1e-9)
+    assert hists[0].last("align_mean")[0] != hists[0]["align_mean"][0, 0]   # it moves with training
