@@ -20,15 +20,6 @@ F64 = torch.float64
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is faster and immune to a busy machine's other processes."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def assert_rel(a, b, what: str, tol: float = TOL) -> None:
     """``max |a - b| <= tol * max |b|`` (exact equality where ``b`` is all zero)."""
     a, b = np.asarray(a, float), np.asarray(b, float)

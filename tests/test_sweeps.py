@@ -19,14 +19,6 @@ PRE = sl.PretrainConfig(m=3, steps=40)
 TINY = 1e-7          # GB: every chunk holds a single run
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 GRIDS = {
     "supervised": lambda **kw: sweeps.supervised_grid([3, 9, 5], [0.4, 1.0], [0, 1], DATA, SUP, dtype=F64, **kw),
     "alignment": lambda **kw: sweeps.alignment_grid([10, 24, 11], [0.5, 0.9], [2, 0], DATA, PRE, dtype=F64, **kw),
