@@ -17,26 +17,49 @@ import torch
 from ._validate import check_device, check_dtype, check_float, check_int, check_seeds, per_run
 from .config import DataConfig
 
-__all__ = ["Dataset", "stream", "make_dataset", "augment", "STREAMS"]
+__all__ = ["Dataset", "stream", "cell_seed", "make_dataset", "augment", "STREAMS"]
 
 # Independent random streams of one run: a test set never shares draws with a training set.
 STREAMS = {"train": 0, "test": 1, "init": 2, "augment": 3, "split": 4, "unlabeled": 5,
            "pretrain_init": 6}
 
 
+# torch's CPU generator state (CPUGeneratorImplState, torch 2.x): a uint64 seed, two ints and a
+# uint64 at bytes 0-23, then the 624 Mersenne-Twister words, each stored as a uint64.
+_MT_N, _MT_OFFSET, _STATE_BYTES = 624, 24, 5056
+
+
 def stream(seed: int, name: str) -> torch.Generator:
     """A CPU ``torch.Generator`` for the named stream of run ``seed``.
 
-    Streams are derived with ``numpy.random.SeedSequence([seed, id])``, so different
-    names and different seeds give statistically independent draws.
+    The generator's whole Mersenne-Twister state (624 words) is filled from
+    ``numpy.random.SeedSequence([seed, id])``, so different names and different seeds give
+    statistically independent draws. (``torch.Generator.manual_seed`` keeps only the low 32
+    bits of a seed, which made distinct (seed, stream) pairs collide.)
     """
     if name not in STREAMS:
         raise ValueError(f"stream name must be one of {tuple(STREAMS)}, got {name!r}")
     check_int("seed", seed, low=0)
-    state = np.random.SeedSequence([seed, STREAMS[name]]).generate_state(1, dtype=np.uint64)[0]
+    words = np.random.SeedSequence([seed, STREAMS[name]]).generate_state(_MT_N, dtype=np.uint32)
     gen = torch.Generator(device="cpu")
-    gen.manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+    gen.manual_seed(0)                   # left = 1, next = 0: the first draw twists the state
+    state = gen.get_state().numpy().copy()
+    if state.size != _STATE_BYTES:
+        raise RuntimeError(f"unexpected torch CPU generator state of {state.size} bytes "
+                           f"(expected {_STATE_BYTES}); torch=={torch.__version__} is not supported")
+    state[_MT_OFFSET:_MT_OFFSET + 8 * _MT_N] = words.astype(np.uint64).view(np.uint8)
+    gen.set_state(torch.from_numpy(state))
     return gen
+
+
+def cell_seed(seed: int, *key: int) -> int:
+    """A seed for one cell of a grid drawn independently of the other cells: a 63-bit integer
+    hashed (``SeedSequence``) from ``seed`` and the cell's integer ``key`` (e.g. its indices).
+    A grid with ``pairing="independent"`` runs cell ``key`` of seed ``s`` as ``cell_seed(s, *key)``."""
+    check_int("seed", seed, low=0)
+    key = [check_int("key", k, low=0) for k in key]
+    hi, lo = np.random.SeedSequence([seed, 2 ** 32 - 1, *key]).generate_state(2, dtype=np.uint32)
+    return (int(hi) << 31) ^ int(lo)
 
 
 @dataclass
@@ -98,7 +121,7 @@ class Dataset:
 
 def _noise(gen: torch.Generator, n: int, d: int, sigma_p: float, dtype: torch.dtype) -> torch.Tensor:
     xi = torch.zeros(n, d, dtype=dtype)
-    xi[:, 1:] = sigma_p * torch.randn(n, d - 1, generator=gen, dtype=torch.float64).to(dtype)
+    xi[:, 1:] = torch.randn(n, d - 1, generator=gen, dtype=dtype).mul_(sigma_p)
     return xi
 
 

@@ -45,8 +45,8 @@ def encode(W: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def _gaussian(gens: list[torch.Generator], shape: tuple, std: float, dtype, device) -> torch.Tensor:
-    out = torch.stack([torch.randn(shape, generator=g, dtype=torch.float64) for g in gens])
-    return (std * out).to(dtype=dtype, device=device)
+    out = torch.stack([torch.randn(shape, generator=g, dtype=dtype) for g in gens])
+    return out.mul_(std).to(device=device)
 
 
 def init_cnn(gens: list[torch.Generator], m: int, d: int, sigma0: float,

@@ -45,8 +45,11 @@ def run_finetune(W0: torch.Tensor, seeds: int | Sequence[int], data: DataConfig 
     W0 = W0.to(device=device, dtype=dtype)
     train = make_dataset(data, cfg.n if n is None else n, seeds, "train", snr, device, dtype)
     test = make_dataset(data, cfg.n_test, seeds, "test", snr, device, dtype)
-    stepper = make_stepper(cfg.method, W0, train, test, cfg.q, cfg.step_size(data))
-    return fit(stepper, test.y, train.weights(), cfg.steps, cfg.record_every)
+    lr = cfg.step_size(data)
+    stepper = make_stepper(cfg.method, W0, train, test, cfg.q, lr)
+    hist = fit(stepper, test.y, train.weights(), cfg.steps, cfg.record_every)
+    hist.train, hist.test, hist.W0, hist.lr = train, test, W0, lr
+    return hist
 
 
 def run_supervised(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
@@ -85,16 +88,19 @@ def run_pretrain(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
                       dtype, device)
     mu_norms = unl.mu.norm(dim=1).tolist()
     lr = torch.tensor([cfg.step_size(a) for a in mu_norms], dtype=dtype, device=device)
-    return pretrain(W0, unl, view, cfg.tau, lr, cfg.steps, cfg.loss, cfg.stop, cfg.logit_stop,
-                    cfg.record_every)
+    res = pretrain(W0, unl, view, cfg.tau, lr, cfg.steps, cfg.loss, cfg.stop, cfg.logit_stop,
+                   cfg.record_every)
+    res.data, res.view, res.W0, res.lr = unl, view, W0, lr
+    return res
 
 
 @dataclass
 class SimCLRResult:
-    """The pre-training result and the fine-tuning history of the same runs."""
+    """The pre-training result, the split start and the fine-tuning history of the same runs."""
 
     pretrain: PretrainResult
     finetune: History
+    W_split: torch.Tensor | None = None     # (R, 2, m, d): the random split (Lemma 5.4)
 
 
 def run_simclr_finetune(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
@@ -114,4 +120,4 @@ def run_simclr_finetune(seeds: int | Sequence[int], data: DataConfig = DataConfi
     res = run_pretrain(seeds, data, pre, snr, n0, device, dtype)
     W0 = split_filters(res.W, [stream(s, "split") for s in seeds])
     hist = run_finetune(W0, seeds, data, ft, snr, n, device, dtype)
-    return SimCLRResult(res, hist)
+    return SimCLRResult(res, hist, W0)

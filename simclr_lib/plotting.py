@@ -9,7 +9,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["PALETTE", "COLORS", "use_style", "heatmap", "loglog_fit"]
+__all__ = ["PALETTE", "COLORS", "use_style", "heatmap", "cell_edges", "loglog_fit", "setup"]
 
 # Okabe-Ito: distinguishable under the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -28,13 +28,39 @@ def use_style() -> None:
     })
 
 
+def cell_edges(centers: Sequence[float], log: bool = True) -> np.ndarray:
+    """Cell edges around grid centres: geometric midpoints on a log axis (arithmetic otherwise),
+    the outer edges mirrored, so each cell is centred on its value in data coordinates."""
+    c = np.asarray(centers, float)
+    if c.size == 1:
+        return c * np.array([0.8, 1.25]) if log else c + np.array([-0.5, 0.5])
+    if log:
+        mid = np.sqrt(c[1:] * c[:-1])
+        return np.concatenate([[c[0] ** 2 / mid[0]], mid, [c[-1] ** 2 / mid[-1]]])
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
+
+
 def heatmap(ax, values: np.ndarray, xs: Sequence[float], ys: Sequence[float], xlabel: str,
-            ylabel: str, label: str, vmin: float = 0.0, vmax: float = 0.5):
-    """A phase diagram: ``values[i, j]`` at ``(xs[j], ys[i])`` on log-spaced ticks, with a colour bar."""
-    im = ax.imshow(values, origin="lower", aspect="auto", cmap=CMAP, vmin=vmin, vmax=vmax,
-                   extent=(-0.5, len(xs) - 0.5, -0.5, len(ys) - 0.5))
-    ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
-    ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
+            ylabel: str, label: str, vmin: float = 0.0, vmax: float = 0.5,
+            logx: bool = True, logy: bool = True):
+    """A phase diagram: ``values[i, j]`` at ``(xs[j], ys[i])``, drawn in data coordinates on log
+    axes (cell edges at geometric midpoints), so theory lines and measured points are plotted
+    directly with ``ax.plot(x, y)``. A colour bar is added."""
+    values = np.asarray(values, float)
+    if values.shape != (len(ys), len(xs)):
+        raise ValueError(f"values must be (len(ys)={len(ys)}, len(xs)={len(xs)}), got {values.shape}")
+    im = ax.pcolormesh(cell_edges(xs, logx), cell_edges(ys, logy), values, cmap=CMAP,
+                       vmin=vmin, vmax=vmax, shading="flat")
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xticks(list(xs), [f"{x:g}" for x in xs])
+    ax.set_yticks(list(ys), [f"{y:g}" for y in ys])
+    ax.minorticks_off()
+    ax.set_xlim(cell_edges(xs, logx)[[0, -1]])
+    ax.set_ylim(cell_edges(ys, logy)[[0, -1]])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(False)
@@ -42,11 +68,18 @@ def heatmap(ax, values: np.ndarray, xs: Sequence[float], ys: Sequence[float], xl
     return im
 
 
-def loglog_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-    """Least-squares slope and intercept of ``log y`` against ``log x`` (finite, positive points)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    if ok.sum() < 2:
-        return float("nan"), float("nan")
-    slope, intercept = np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)
-    return float(slope), float(intercept)
+from .analysis import loglog_fit  # noqa: E402  (moved; kept here for old imports)
+
+
+def setup(threads: int = 1) -> dict[str, str]:
+    """The one set-up cell of every chapter: the book's figure style and ``threads`` torch
+    threads. Returns :data:`COLORS`.
+
+    Chapters run one thread: their batched programs are small, and one thread makes the
+    printed numbers that nbval compares the same on every machine, whatever its core count.
+    The library itself works with any thread count (tests/test_threads.py).
+    """
+    import torch
+    torch.set_num_threads(threads)
+    use_style()
+    return COLORS

@@ -235,6 +235,12 @@ class History:
     metrics: dict[str, np.ndarray]
     method: str
     final: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    # the run's inputs, set by the pipelines (simclr_lib.pipelines): chapters and sweeps read
+    # them here instead of re-drawing them from the random streams
+    train: Dataset | None = field(default=None, repr=False)   # labeled training set
+    test: Dataset | None = field(default=None, repr=False)    # test set
+    W0: torch.Tensor | None = field(default=None, repr=False)  # start (R, 2, m, d)
+    lr: float | None = None                                    # GD step size
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.metrics[name]
@@ -297,6 +303,10 @@ class PretrainResult:
     W: torch.Tensor
     stop_step: np.ndarray
     history: History
+    data: Dataset | None = field(default=None, repr=False)    # the unlabeled samples
+    view: Dataset | None = field(default=None, repr=False)    # their positive views
+    W0: torch.Tensor | None = field(default=None, repr=False)  # start (R, 2m, d)
+    lr: torch.Tensor | None = None                             # (R,) step size per run
 
 
 _BLOCK = 3 * 2 ** 18   # logits per block of rows (3 MB in float32): the block stays in cache

@@ -3,8 +3,10 @@
 * every executable chapter has a reference and every reference has a chapter;
 * a reference is stale when its code cells differ from its chapter's (re-run `make references`);
 * every verdict line the chapters print (``sl.verdict``) says ``holds: yes``, except the
-  findings recorded in tests/findings.txt. nbval (``make nbval``) then re-executes each
-  reference and fails if a fresh run prints anything else.
+  findings registered in tests/findings.txt, which must say ``holds: NO``: a verdict whose
+  outcome differs from its registration, in either direction, fails, and so does a registered
+  finding that no chapter prints. nbval (``make nbval``) then re-executes each reference and
+  fails if a fresh run prints anything else.
 """
 from __future__ import annotations
 
@@ -37,12 +39,18 @@ def _text(nb) -> str:
     return "\n".join(out)
 
 
-def _findings() -> set[str]:
+def _findings() -> dict[str, str]:
+    """The registry: ``result | measured cause`` per line (``#`` starts a comment)."""
     path = ROOT / "tests" / "findings.txt"
     if not path.exists():
-        return set()
-    return {line.split("|")[0].strip() for line in path.read_text().splitlines()
-            if line.strip() and not line.startswith("#")}
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            result, _, cause = line.partition("|")
+            assert cause.strip(), f"finding {result.strip()!r} is registered without a cause"
+            out[result.strip()] = cause.strip()
+    return out
 
 
 def test_every_chapter_has_a_reference_and_back():
@@ -71,11 +79,30 @@ def test_reference_was_fully_executed(chapter: Path):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
-def test_verdicts_hold(chapter: Path):
+def test_verdicts_match_the_registry(chapter: Path):
     text = _text(nbformat.read(REFS / f"{chapter.stem}.ipynb", as_version=4))
+    findings = _findings()
     failed = [m.group(0) for m in VERDICT.finditer(text)
-              if m.group("holds") == "NO" and m.group("result") not in _findings()]
-    assert not failed, "checks that do not hold:\n" + "\n".join(failed)
+              if (m.group("holds") == "NO") != (m.group("result") in findings)]
+    assert not failed, ("verdicts whose outcome differs from tests/findings.txt (a NO must be "
+                        "registered with its cause; a registered finding must say NO):\n"
+                        + "\n".join(failed))
+
+
+def test_every_registered_finding_is_printed():
+    printed = {m.group("result") for c in CHAPTERS
+               for m in VERDICT.finditer(_text(nbformat.read(REFS / f"{c.stem}.ipynb", as_version=4)))}
+    missing = sorted(set(_findings()) - printed)
+    assert not missing, f"registered findings no chapter prints: {missing}"
+
+
+def test_registry_check_can_fail():
+    """The registry comparison flags an unregistered NO and a registered yes."""
+    text = "[A] predicted: x; measured: y; holds: NO\n[B] predicted: x; measured: y; holds: yes"
+    findings = {"B": "cause"}
+    bad = [m.group("result") for m in VERDICT.finditer(text)
+           if (m.group("holds") == "NO") != (m.group("result") in findings)]
+    assert bad == ["A", "B"]
 
 
 def test_theorem_chapters_print_verdicts():

@@ -1,0 +1,92 @@
+"""Statistics every check uses: fractions of seeds with binomial intervals, log-log fits with
+bootstrap intervals over seeds, and the rate test "the interval contains the prediction and
+excludes the nearest alternatives".
+
+All randomness here (the bootstrap) comes from a ``numpy.random.Generator`` the caller passes
+or from a fixed default seed, never from global state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["Interval", "binomial_ci", "fraction", "loglog_fit", "bootstrap_slope", "rate_holds"]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a 95% (by default) interval ``[lo, hi]``."""
+
+    value: float
+    lo: float
+    hi: float
+
+    def contains(self, x: float) -> bool:
+        return bool(self.lo <= x <= self.hi)
+
+    def __str__(self) -> str:
+        return f"{self.value:.3g} [{self.lo:.3g}, {self.hi:.3g}]"
+
+
+def binomial_ci(k: int, n: int, level: float = 0.95) -> Interval:
+    """The fraction ``k / n`` with its exact (Clopper-Pearson) interval."""
+    from scipy.stats import beta
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return Interval(k / n, lo, hi)
+
+
+def fraction(ok: Sequence[bool] | np.ndarray, level: float = 0.95) -> Interval:
+    """The fraction of seeds where ``ok`` is true, with its binomial interval."""
+    ok = np.asarray(ok, bool).ravel()
+    return binomial_ci(int(ok.sum()), int(ok.size), level)
+
+
+def loglog_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Least-squares slope and intercept of ``log y`` against ``log x`` (finite, positive points);
+    NaN when fewer than two such points."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 2 or np.unique(x[ok]).size < 2:
+        return float("nan"), float("nan")
+    slope, intercept = np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)
+    return float(slope), float(intercept)
+
+
+def bootstrap_slope(x: Sequence[float], y: np.ndarray, reduce=np.nanmean, boot: int = 2000,
+                    level: float = 0.95, rng: np.random.Generator | None = None) -> Interval:
+    """The log-log slope of ``reduce(y over seeds)`` against ``x``, with a percentile bootstrap
+    interval over seeds.
+
+    ``y`` is (len(x), seeds); each bootstrap replicate resamples the seeds (columns) with
+    replacement, reduces them per point and refits. Replicates with fewer than two usable points
+    are dropped; the interval is NaN when none is usable.
+    """
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    if y.ndim != 2 or y.shape[0] != x.size:
+        raise ValueError(f"y must be (len(x)={x.size}, seeds), got shape {y.shape}")
+    rng = np.random.default_rng(0) if rng is None else rng
+    point = loglog_fit(x, reduce(y, axis=1))[0]
+    S = y.shape[1]
+    reps = []
+    for _ in range(boot):
+        yb = y[:, rng.integers(0, S, S)]
+        with np.errstate(all="ignore"):
+            reps.append(loglog_fit(x, reduce(yb, axis=1))[0])
+    reps = np.asarray(reps)
+    reps = reps[np.isfinite(reps)]
+    if reps.size == 0:
+        return Interval(point, float("nan"), float("nan"))
+    a = (1 - level) / 2
+    return Interval(point, float(np.quantile(reps, a)), float(np.quantile(reps, 1 - a)))
+
+
+def rate_holds(ci: Interval, predicted: float, alternatives: Sequence[float]) -> bool:
+    """A rate verdict: the interval contains ``predicted`` and excludes every alternative."""
+    return ci.contains(predicted) and not any(ci.contains(a) for a in alternatives)
