@@ -11,7 +11,7 @@ from .diagnostics import alignment, coefficient_summary, decompose, power_matrix
 from .losses import infonce, logistic, nt_xent
 from .models import activation, cnn_logits, encode, init_cnn, init_encoder, split_filters
 from .report import Verdict, glue, verdict
-from . import analysis
+from . import analysis, checks
 from .pipelines import SimCLRResult, run_finetune, run_pretrain, run_simclr_finetune, run_supervised
 from .training import (CoefficientSpace, DivergenceError, History, PretrainResult, Stepper,
                        WeightSpace, fit, make_stepper, pretrain)
