@@ -16,20 +16,33 @@ def decompose(W: torch.Tensor, W0: torch.Tensor, data: Dataset) -> tuple[torch.T
     Solves ``w_{j,r} = w_{j,r}^(0) + j gamma_{j,r} mu/||mu||^2 + sum_i rho_{j,r,i} xi_i/||xi_i||^2``
     for ``gamma`` (R, 2, m) and ``rho`` (R, 2, m, n), using ``xi_i`` orthogonal to ``mu``.
     Exact (up to float error) for gradient-descent iterates of eq. 3.2's CNN.
+
+    The Gram systems ``<xi_i, xi_k>`` are solved in float64 by a Cholesky factorisation (the
+    Gram matrix is symmetric positive definite while ``n <= d - 1``): torch's batched LU solve
+    crashes or hangs with 2 or more threads in this build (oneMKL, pytorch issue 142815;
+    tests/test_threads.py). With ``n > d - 1`` noise patches the ``xi_i`` are linearly
+    dependent and ``rho`` is not unique; such a run gets the minimum-norm solution.
     """
-    delta = W - W0                                                     # (R, 2, m, d)
-    sign = torch.tensor([1.0, -1.0], dtype=W.dtype, device=W.device)[None, :, None]
-    gamma = sign * torch.einsum("rjmd,rd->rjm", delta, data.mu)
-    xi = data.noise                                                    # (R, n, d)
+    f64 = torch.float64
+    R, n = W.shape[0], data.n
+    delta = (W - W0).to(f64)                                           # (R, 2, m, d)
+    sign = torch.tensor([1.0, -1.0], dtype=f64, device=W.device)[None, :, None]
+    gamma = sign * torch.einsum("rjmd,rd->rjm", delta, data.mu.to(f64))
+    xi = data.noise.to(f64)                                            # (R, n, d)
     gram = torch.bmm(xi, xi.transpose(1, 2))                          # (R, n, n)
-    eye = torch.eye(data.n, dtype=W.dtype, device=W.device)
+    eye = torch.eye(n, dtype=f64, device=W.device)
     pad = ~data.mask
     gram = torch.where(pad[:, :, None] | pad[:, None, :], eye.expand_as(gram), gram)
-    b = torch.einsum("rjmd,rnd->rnjm", delta, xi).reshape(W.shape[0], data.n, -1)
-    coef = torch.linalg.solve(gram, b)                                 # (R, n, 2m)
+    b = torch.einsum("rjmd,rnd->rnjm", delta, xi).reshape(R, n, -1)
+    chol, info = torch.linalg.cholesky_ex(gram)
+    coef = torch.cholesky_solve(b, chol)                              # (R, n, 2m)
+    deficient = (info != 0) | (data.mask.sum(1) > data.d - 1)         # xi_i span <= d - 1 dims
+    for r in torch.nonzero(deficient).flatten().tolist():
+        coef[r] = torch.linalg.pinv(gram[r], hermitian=True) @ b[r]
     norms = torch.diagonal(gram, dim1=1, dim2=2)                       # ||xi_i||^2
-    rho = (coef * norms[..., None]).reshape(W.shape[0], data.n, 2, -1).permute(0, 2, 3, 1)
-    return gamma, rho * data.mask[:, None, None, :]
+    rho = (coef * norms[..., None]).reshape(R, n, 2, -1).permute(0, 2, 3, 1)
+    rho = rho * data.mask[:, None, None, :]
+    return gamma.to(W.dtype), rho.to(W.dtype)
 
 
 def coefficient_summary(gamma: torch.Tensor, rho: torch.Tensor) -> dict[str, torch.Tensor]:
