@@ -5,16 +5,20 @@ import math
 import numbers
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 
 
 def _is_finite_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite real number: Python or numpy (``np.float32(0.1)``), never a bool."""
+    return (isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
+            and math.isfinite(x))
 
 
 def check_int(name: str, value: Any, low: int = 1) -> int:
     """``value`` must be an integer ``>= low``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
+            or value < low):
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
 
@@ -41,8 +45,15 @@ def check_positive(name: str, value: Any) -> float:
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     choices = tuple(choices)
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return str(value)
+
+
+def check_instance(name: str, value: Any, cls: type) -> Any:
+    """``value`` must be a ``cls`` (a config class): caught here, not deep inside a run."""
+    if not isinstance(value, cls):
+        raise ValueError(f"{name} must be a {cls.__name__}, got {type(value).__name__}")
     return value
 
 
@@ -64,8 +75,17 @@ def check_device(device: Any) -> torch.device:
     return dev
 
 
+def _as_list(value: Any) -> Any:
+    """A 1-D numpy array or torch tensor as a list of Python numbers; a 0-d one as its number;
+    anything else unchanged."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    return value
+
+
 def check_seeds(seeds: Any) -> list[int]:
     """A non-empty sequence of integer seeds (an int is a single run)."""
+    seeds = _as_list(seeds)
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         seeds = [seeds]
     try:
@@ -78,7 +98,9 @@ def check_seeds(seeds: Any) -> list[int]:
 
 
 def per_run(name: str, value: Any, runs: int) -> list:
-    """Broadcast a scalar or a length-``runs`` sequence to a list of length ``runs``."""
+    """Broadcast a scalar or a length-``runs`` sequence (list, tuple, 1-D numpy array or torch
+    tensor) to a list of length ``runs``."""
+    value = _as_list(value)
     if isinstance(value, (list, tuple)):
         if len(value) != runs:
             raise ValueError(f"{name} has {len(value)} entries but there are {runs} runs (seeds)")

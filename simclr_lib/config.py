@@ -15,6 +15,11 @@ from ._validate import check_choice, check_float, check_int, check_positive
 __all__ = ["DataConfig", "SupervisedConfig", "PretrainConfig", "replace"]
 
 
+def _set(cfg, name: str, value) -> None:
+    """Store the checked value (a plain int, float or str, also when given a numpy scalar)."""
+    object.__setattr__(cfg, name, value)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """The two-patch data model (Definition 3.1)."""
@@ -26,11 +31,11 @@ class DataConfig:
     signal_patch: str = "random"   # which patch holds y*mu: "random" or "first"
 
     def __post_init__(self) -> None:
-        check_int("d", self.d, low=2)
-        check_positive("snr", self.snr)
-        check_positive("sigma_p", self.sigma_p)
-        check_float("p", self.p, 0.0, 0.5, high_open=True)
-        check_choice("signal_patch", self.signal_patch, ("random", "first"))
+        _set(self, "d", check_int("d", self.d, low=2))
+        _set(self, "snr", check_positive("snr", self.snr))
+        _set(self, "sigma_p", check_positive("sigma_p", self.sigma_p))
+        _set(self, "p", check_float("p", self.p, 0.0, 0.5, high_open=True))
+        _set(self, "signal_patch", check_choice("signal_patch", self.signal_patch, ("random", "first")))
 
     def mu_norm(self, snr: float | None = None) -> float:
         """``||mu|| = snr * sigma_p * sqrt(d)``."""
@@ -52,17 +57,17 @@ class SupervisedConfig:
     method: str = "auto"           # "auto", "weight" or "coefficient" (Definition 5.1)
 
     def __post_init__(self) -> None:
-        check_int("n", self.n)
-        check_int("m", self.m)
-        check_float("q", self.q, low=1.0)
+        _set(self, "n", check_int("n", self.n))
+        _set(self, "m", check_int("m", self.m))
+        _set(self, "q", check_float("q", self.q, low=1.0))
         if self.sigma0 is not None:
-            check_positive("sigma0", self.sigma0)
+            _set(self, "sigma0", check_positive("sigma0", self.sigma0))
         if self.lr is not None:
-            check_positive("lr", self.lr)
-        check_int("steps", self.steps)
-        check_int("n_test", self.n_test)
-        check_int("record_every", self.record_every)
-        check_choice("method", self.method, ("auto", "weight", "coefficient"))
+            _set(self, "lr", check_positive("lr", self.lr))
+        _set(self, "steps", check_int("steps", self.steps))
+        _set(self, "n_test", check_int("n_test", self.n_test))
+        _set(self, "record_every", check_int("record_every", self.record_every))
+        _set(self, "method", check_choice("method", self.method, ("auto", "weight", "coefficient")))
 
     def init_std(self, data: DataConfig) -> float:
         return 0.5 / math.sqrt(data.d) if self.sigma0 is None else self.sigma0
@@ -89,19 +94,19 @@ class PretrainConfig:
     record_every: int = 5          # diagnostics every k steps
 
     def __post_init__(self) -> None:
-        check_int("n0", self.n0, low=2)
-        check_int("m", self.m)
-        check_positive("tau", self.tau)
-        check_positive("sigma0", self.sigma0)
+        _set(self, "n0", check_int("n0", self.n0, low=2))
+        _set(self, "m", check_int("m", self.m))
+        _set(self, "tau", check_positive("tau", self.tau))
+        _set(self, "sigma0", check_positive("sigma0", self.sigma0))
         if self.lr is not None:
-            check_positive("lr", self.lr)
-        check_positive("lam", self.lam)
-        check_int("steps", self.steps)
-        check_choice("stop", self.stop, ("linear_phase", "steps"))
-        check_positive("logit_stop", self.logit_stop)
-        check_choice("loss", self.loss, ("infonce", "ntxent"))
-        check_float("aug_rho", self.aug_rho, 0.0, 1.0)
-        check_int("record_every", self.record_every)
+            _set(self, "lr", check_positive("lr", self.lr))
+        _set(self, "lam", check_positive("lam", self.lam))
+        _set(self, "steps", check_int("steps", self.steps))
+        _set(self, "stop", check_choice("stop", self.stop, ("linear_phase", "steps")))
+        _set(self, "logit_stop", check_positive("logit_stop", self.logit_stop))
+        _set(self, "loss", check_choice("loss", self.loss, ("infonce", "ntxent")))
+        _set(self, "aug_rho", check_float("aug_rho", self.aug_rho, 0.0, 1.0))
+        _set(self, "record_every", check_int("record_every", self.record_every))
         if self.stop == "linear_phase" and self.loss != "infonce":
             raise ValueError("stop='linear_phase' needs loss='infonce' (cosine logits are bounded); "
                              "use stop='steps' with loss='ntxent'")

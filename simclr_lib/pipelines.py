@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from ._validate import check_device, check_dtype, check_int, check_seeds, per_run
+from ._validate import check_device, check_dtype, check_instance, check_int, check_seeds, per_run
 from .config import DataConfig, PretrainConfig, SupervisedConfig
 from .data import Dataset, augment, make_dataset, stream
 from .models import init_cnn, init_encoder, split_filters
@@ -28,6 +28,12 @@ Floats = float | Sequence[float] | None
 Ints = int | Sequence[int] | None
 
 
+def _check_configs(**named) -> None:
+    """Each ``name=(value, class)``: a wrong config type fails here with its name, before compute."""
+    for name, (value, cls) in named.items():
+        check_instance(name, value, cls)
+
+
 def run_finetune(W0: torch.Tensor, seeds: int | Sequence[int], data: DataConfig = DataConfig(),
                  cfg: SupervisedConfig = SupervisedConfig(), snr: Floats = None, n: Ints = None,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> History:
@@ -37,11 +43,14 @@ def run_finetune(W0: torch.Tensor, seeds: int | Sequence[int], data: DataConfig 
     """
     seeds = check_seeds(seeds)
     device, dtype = check_device(device), check_dtype(dtype)
+    _check_configs(data=(data, DataConfig), cfg=(cfg, SupervisedConfig))
     if not isinstance(W0, torch.Tensor):
         raise ValueError(f"W0 must be a torch.Tensor (runs, 2, m, d), got {type(W0).__name__}")
     if W0.shape != (len(seeds), 2, cfg.m, data.d):
         raise ValueError(f"W0 must have shape (runs={len(seeds)}, 2, m={cfg.m}, d={data.d}), "
                          f"got {tuple(W0.shape)}")
+    if not bool(torch.isfinite(W0).all()):
+        raise ValueError("W0 contains non-finite values (NaN or inf): give a finite start")
     W0 = W0.to(device=device, dtype=dtype)
     train = make_dataset(data, cfg.n if n is None else n, seeds, "train", snr, device, dtype)
     test = make_dataset(data, cfg.n_test, seeds, "test", snr, device, dtype)
@@ -62,6 +71,7 @@ def run_supervised(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
     """
     seeds = check_seeds(seeds)
     device, dtype = check_device(device), check_dtype(dtype)
+    _check_configs(data=(data, DataConfig), cfg=(cfg, SupervisedConfig))
     gens = [stream(s, "init") for s in seeds]
     W0 = init_cnn(gens, cfg.m, data.d, cfg.init_std(data), dtype, device)
     return run_finetune(W0, seeds, data, cfg, snr, n, device, dtype)
@@ -83,6 +93,7 @@ def run_pretrain(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
     """SimCLR pre-training of the 2m-filter linear encoder (Lemma 5.1, Theorem 5.3). Chapter 4."""
     seeds = check_seeds(seeds)
     device, dtype = check_device(device), check_dtype(dtype)
+    _check_configs(data=(data, DataConfig), cfg=(cfg, PretrainConfig))
     unl, view = pretrain_views(seeds, data, cfg, snr, n0, device, dtype)
     W0 = init_encoder([stream(s, "pretrain_init") for s in seeds], cfg.m, data.d, cfg.sigma0,
                       dtype, device)
@@ -114,6 +125,7 @@ def run_simclr_finetune(seeds: int | Sequence[int], data: DataConfig = DataConfi
     Chapters 1, 5 and 6.
     """
     seeds = check_seeds(seeds)
+    _check_configs(data=(data, DataConfig), pre=(pre, PretrainConfig), ft=(ft, SupervisedConfig))
     if ft.m != pre.m:
         raise ValueError(f"ft.m ({ft.m}) must equal pre.m ({pre.m}): the 2m pre-trained filters "
                          "are split into two halves of m")

@@ -19,7 +19,7 @@ from ._validate import check_choice
 from .data import Dataset
 from .diagnostics import alignment, coefficient_summary, decompose
 from .losses import infonce_logits, logistic, logistic_grad, nt_xent
-from .models import activation, activation_grad, cnn_logits
+from .models import activation, activation_grad, cnn_logits, cnn_preactivations
 
 __all__ = ["Stepper", "WeightSpace", "CoefficientSpace", "make_stepper", "choose_method", "fit",
            "History", "pretrain", "PretrainResult", "DivergenceError"]
@@ -55,6 +55,29 @@ class Stepper(Protocol):
         """The filters (R, 2, m, d)."""
 
 
+_LANES = 64   # a multiple of the step of every CPU vector loop (2 x 16 float32 lanes, AVX-512)
+
+
+def _per_run(f, x: torch.Tensor) -> torch.Tensor:
+    """``f(x)`` for an elementwise ``f`` (any chain of torch ops), run by run: x (R, ...).
+
+    torch's CPU kernels of sigmoid, softplus and pow (exponents other than 1, 2, 3) run a
+    vectorised body and a scalar tail that can differ in the last bit, and on a contiguous
+    tensor the tail is the end of the whole batch, so a run's values would depend on its
+    batch-mates. Padding each run to a multiple of ``_LANES`` values leaves no tail at all
+    (bit for bit with one torch thread; tests/test_reliability.py).
+    """
+    R, L = x.shape[0], x[0].numel()
+    buf = x.new_zeros(R, -(-L // _LANES) * _LANES)
+    buf[:, :L] = x.reshape(R, L)
+    return f(buf)[:, :L].reshape(x.shape)
+
+
+def _exact_pow(q: float) -> bool:
+    """``max(0, z)^q`` and ``q max(0, z)^(q-1)`` use exact multiplications (no pow kernel)."""
+    return q in (1, 2, 3)
+
+
 _SIGN = (1.0, -1.0)   # j = +1 for W_{+1} (index 0), j = -1 for W_{-1} (index 1)
 
 
@@ -85,24 +108,35 @@ class WeightSpace:
         # A sample's share of the gradient needs only its own margin, so the step runs over
         # blocks of samples: each block's patches are read twice (W x^T, then coef x) while
         # they are still in cache (measured up to 1.4x at n = 4096).
-        block = max(16, self._BLOCK // (R * P * d))
+        block = max(16, self._BLOCK // (P * d))      # not R: a run's result is its batch's
+        act = activation if _exact_pow(self.q) else lambda t, q: _per_run(lambda u: activation(u, q), t)
+        act_grad = (activation_grad if _exact_pow(self.q)
+                    else lambda t, q: _per_run(lambda u: activation_grad(u, q), t))
         for a in range(0, n, block):
             b = min(a + block, n)
             x = self.x[:, a:b].reshape(R, (b - a) * P, d)
             z = torch.bmm(W, x.transpose(1, 2)).view(R, 2, m, b - a, P)    # (R, 2, m, B, P)
-            h = activation(z, self.q).sum(-1).mean(2)                      # (R, 2, B)
+            h = act(z, self.q).sum(-1).mean(2)                             # (R, 2, B)
             margin[:, a:b] = self.y[:, a:b] * (h[:, 0] - h[:, 1])
-            g = self.wts[:, a:b] * logistic_grad(margin[:, a:b]) * self.y[:, a:b]   # dL/df_i
-            coef = activation_grad(z, self.q) * g[:, None, None, :, None] * scale
+            lg = _per_run(logistic_grad, margin[:, a:b])
+            g = self.wts[:, a:b] * lg * self.y[:, a:b]                     # dL/df_i
+            coef = act_grad(z, self.q) * g[:, None, None, :, None] * scale
             delta.baddbmm_(coef.reshape(R, 2 * m, (b - a) * P), x)
         W.add_(delta)
         return margin
 
+    def _cnn_logits(self, x: torch.Tensor) -> torch.Tensor:
+        if _exact_pow(self.q):
+            return cnn_logits(self.W, x, self.q)
+        z = _per_run(lambda u: activation(u, self.q), cnn_preactivations(self.W, x))
+        h = z.sum(-1).mean(2)
+        return h[:, 0] - h[:, 1]
+
     def margins(self) -> torch.Tensor:
-        return self.y * cnn_logits(self.W, self.x, self.q)
+        return self.y * self._cnn_logits(self.x)
 
     def test_logits(self) -> torch.Tensor:
-        return cnn_logits(self.W, self.x_test, self.q)
+        return self._cnn_logits(self.x_test)
 
     def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.train is None:
@@ -157,7 +191,8 @@ class CoefficientSpace:
         return z_sig, z_noise.view(R, 2, m, n)
 
     def _logits(self, z_sig, z_noise) -> torch.Tensor:
-        h = (activation(z_sig, self.q) + activation(z_noise, self.q)).mean(2)
+        act = activation if _exact_pow(self.q) else lambda t, q: _per_run(lambda u: activation(u, q), t)
+        h = (act(z_sig, self.q) + act(z_noise, self.q)).mean(2)
         return h[:, 0] - h[:, 1]
 
     def _act(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,7 +200,8 @@ class CoefficientSpace:
         if self.q == 1:
             return torch.relu(z), (z > 0).to(z.dtype)
         r = torch.relu(z)
-        rq1 = r if self.q == 2 else r.pow(self.q - 1)
+        rq1 = r if self.q == 2 else r.pow(self.q - 1) if _exact_pow(self.q) else _per_run(
+            lambda u: u.pow(self.q - 1), r)
         return rq1 * r, self.q * rq1
 
     def step(self) -> torch.Tensor:
@@ -178,8 +214,9 @@ class CoefficientSpace:
         a_noise, d_noise = self._act(z_noise.view(R, 2, m, n))             # (R, 2, m, n)
         h = torch.baddbmm(a_noise.mean(2), a_sig.mean(3), self.pn)         # (R, 2, n) F_j(x_i)
         margin = self.y * (h[:, 0] - h[:, 1])
-        g = logistic_grad(margin) * self.wy                                # dL/df_i, (R, n)
-        g_pm = torch.bmm(self.pn, g[..., None]) * self.sgn                 # (R, 2, 1) sum_i g_i yt_i
+        g = _per_run(logistic_grad, margin) * self.wy                      # dL/df_i, (R, n)
+        # (R, 2, 1) sum_i g_i yt_i; not a bmm: a batched matrix-vector product depends on R
+        g_pm = (self.pn * g[:, None, :]).sum(2, keepdim=True) * self.sgn
         dg = (d_sig * g_pm[:, None]).sum(2)                                # sum_i sigma'(.) g_i yt_i
         self.gamma.addcmul_(dg, self.gamma_scale)
         self.rho.addcmul_(d_noise.mul_((g * self.xi2)[:, None, None, :]), self.rho_scale)
@@ -269,9 +306,9 @@ def fit(stepper: Stepper, y_test: torch.Tensor, wts: torch.Tensor, steps: int,
 
     def record(t: int, margin: torch.Tensor) -> None:
         test_margin = y_test * stepper.test_logits()
-        vals = {"train_loss": (wts * logistic(margin)).sum(1),
+        vals = {"train_loss": (wts * _per_run(logistic, margin)).sum(1),
                 "train_error": (wts * _error(margin)).sum(1),
-                "test_loss": logistic(test_margin).mean(1),
+                "test_loss": _per_run(logistic, test_margin).mean(1),
                 "test_error": _error(test_margin).mean(1)}
         if coefficients:
             vals.update(coefficient_summary(*stepper.coefficients()))
@@ -327,7 +364,7 @@ def _infonce_grad(HT: torch.Tensor, n: int, tau: float, mask: torch.Tensor, bloc
     h_s = (hT / tau).transpose(1, 2)                                   # (R, n, k) h_i / tau
     w = mask.to(HT.dtype) / mask.sum(1, keepdim=True)                  # (R, n) 1/n0 on samples
     padded = not bool(mask.all())
-    block = block or max(16, _BLOCK // (R * n))
+    block = block or max(16, _BLOCK // n)      # rows per block: not R (batch-mates don't matter)
     dH = torch.empty(R, n, k, dtype=HT.dtype, device=HT.device)        # dL/dh
     dHt = torch.zeros(R, k, n, dtype=HT.dtype, device=HT.device)       # (dL/dh~)^T
     L = torch.zeros(R, dtype=HT.dtype, device=HT.device)
