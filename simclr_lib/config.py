@@ -49,7 +49,7 @@ class SupervisedConfig:
     n: int = 16                    # labeled training samples
     m: int = 10                    # filters per output sign (2m filters in all)
     q: float = 3.0                 # activation max(0, z)^q; q = 1 is ReLU
-    sigma0: float | None = None    # Gaussian init std; None -> 0.5 / sqrt(d)
+    sigma0: float | None = None    # Gaussian init std; None -> 0.5 / (sigma_p sqrt(d))
     lr: float | None = None        # GD step eta; None -> m / (sigma_p^2 d)
     steps: int = 2000              # GD steps
     n_test: int = 1000             # fresh test samples per run
@@ -70,7 +70,20 @@ class SupervisedConfig:
         _set(self, "method", check_choice("method", self.method, ("auto", "weight", "coefficient")))
 
     def init_std(self, data: DataConfig) -> float:
-        return 0.5 / math.sqrt(data.d) if self.sigma0 is None else self.sigma0
+        """The start's std ``sigma0``; by default ``0.5 / (sigma_p sqrt(d))``.
+
+        With ``w0 ~ N(0, sigma0^2 I)`` the start's inner products are
+        ``<w0, xi> ~ N(0, sigma0^2 sigma_p^2 (d - 1))`` and ``<w0, mu> ~ N(0, sigma0^2 ||mu||^2)``,
+        ``||mu|| = snr sigma_p sqrt(d)``: both are invariant in ``sigma_p`` exactly when
+        ``sigma0`` scales as ``1/sigma_p``. With the default step ``m / (sigma_p^2 d)`` a run at
+        any ``sigma_p`` is then the run at ``sigma_p = 1`` with the data rescaled (at
+        ``sigma_p = 1`` the default is ``0.5 / sqrt(d)``, as before). A fixed ``0.5/sqrt(d)``
+        made the output at the start grow as ``sigma_p^q`` (std 3.6 at ``sigma_p = 2``, q = 4),
+        which left an error floor in the benign regime (tests/test_science.py).
+        """
+        if self.sigma0 is not None:
+            return self.sigma0
+        return 0.5 / (data.sigma_p * math.sqrt(data.d))
 
     def step_size(self, data: DataConfig) -> float:
         return self.m / (data.sigma_p ** 2 * data.d) if self.lr is None else self.lr
