@@ -12,18 +12,16 @@ determines them, so rerunning an interrupted (or finished) sweep recomputes noth
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from .config import DataConfig, PretrainConfig, SupervisedConfig
-from .sweeps import SweepResult, alignment_grid, simclr_grid, supervised_grid
+from .results import SweepResult, save_sweep
+from .sweeps import alignment_grid, simclr_grid, supervised_grid
 
 __all__ = ["main", "build_parser", "save_result"]
 
@@ -113,21 +111,8 @@ def _configs(a: argparse.Namespace):
 
 
 def save_result(res: SweepResult, path: Path, config: dict) -> None:
-    """Write a sweep to ``.npz`` (arrays + JSON configuration) or ``.json``, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if path.suffix == ".npz":
-        arrays = {"values": res.values, "mean": res.mean(), "metric": np.array(res.metric),
-                  "config": np.array(json.dumps(config)), "chunks": np.array(json.dumps(res.chunks))}
-        arrays.update({f"axis_{k}": np.asarray(v) for k, v in res.axes.items()})
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-    else:
-        with open(tmp, "w") as fh:
-            json.dump({"metric": res.metric, "axes": res.axes, "values": res.values.tolist(),
-                       "mean": res.mean().tolist(), "config": config, "chunks": res.chunks},
-                      fh, indent=1)
-    os.replace(tmp, path)
+    """Write a sweep to ``.npz`` or ``.json`` with ``config`` (see ``results.save_sweep``)."""
+    save_sweep(res, path, config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,7 +49,7 @@ def test_module_entry_point_writes_json_and_resumes(tmp_path):
     assert res["chunks"] == {"total": 8, "computed": 8, "cached": 0}
     np.testing.assert_allclose(res["values"], direct_supervised().values, rtol=0, atol=1e-6)
     chunk_dir = tmp_path / "sup.json.chunks"
-    assert len(list(chunk_dir.glob("supervised-*.npy"))) == 8
+    assert len(list(chunk_dir.glob("supervised-*.npz"))) == 8
 
     # resume: the output is gone but the finished chunks are kept -> nothing is recomputed
     out.unlink()
@@ -59,7 +59,7 @@ def test_module_entry_point_writes_json_and_resumes(tmp_path):
     assert again["values"] == res["values"]
 
     # an interrupted sweep: two chunks never finished -> exactly those two are computed
-    for f in sorted(chunk_dir.glob("*.npy"))[:2]:
+    for f in sorted(chunk_dir.glob("*.npz"))[:2]:
         f.unlink()
     assert cli.main([*SUP, "--out", str(out), "--no-progress"]) == 0
     assert json.loads(out.read_text())["chunks"] == {"total": 8, "computed": 2, "cached": 6}
@@ -94,7 +94,7 @@ def test_simclr_with_own_cache_dir_and_no_cache(tmp_path):
     res = json.loads((tmp_path / "s.json").read_text())
     assert res["config"]["n0"] == [7] and res["config"]["dtype"] == "torch.float64"
     assert res["config"]["ft"]["steps"] == 40 and res["config"]["pre"]["steps"] == 20
-    assert len(list((tmp_path / "c").glob("simclr-*.npy"))) == 1
+    assert len(list((tmp_path / "c").glob("simclr-*.npz"))) == 1
     assert cli.main(argv + ["--out", str(tmp_path / "t.json"), "--no-cache"]) == 0
     assert not (tmp_path / "t.json.chunks").exists()
     assert json.loads((tmp_path / "t.json").read_text())["values"] == res["values"]

@@ -1,5 +1,6 @@
-"""Sweeps: chunking never changes a result, chunks fit the memory budget, the cache resumes,
-label_complexity on a hand-made sweep, and one test per validation rule."""
+"""Sweeps: chunking never changes a result, every metric is recorded, paired and independent
+seeds, chunks fit the memory budget, the cache resumes, label_complexity on hand-made sweeps,
+and one test per validation rule."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -9,8 +10,9 @@ import pytest
 import torch
 
 import simclr_lib as sl
-from simclr_lib import sweeps
-from simclr_lib.sweeps import SweepResult, label_complexity
+from simclr_lib import chunks, sweeps
+from simclr_lib.analysis import label_complexity
+from simclr_lib.sweeps import SweepResult
 
 F64 = torch.float64
 DATA = sl.DataConfig(d=40)
@@ -46,23 +48,30 @@ def test_chunked_equals_unchunked(kind, whole):
 
 
 def test_few_batched_programs(whole):
-    """At this tiny d padding is cheap: each whole (n, snr) or (n0, snr) grid is one program."""
-    for kind in GRIDS:
+    """At this tiny d one program per n (supervised) or for the whole grid (the others)."""
+    assert whole["supervised"].chunks == {"total": 3, "computed": 3, "cached": 0}
+    for kind in ("alignment", "simclr"):
         assert whole[kind].chunks == {"total": 1, "computed": 1, "cached": 0}
 
 
-def test_grouping_by_cost():
-    """Padding small runs up to a large size is worth it only while it is cheaper than one more
-    program: the chapter grids split where the per-step cost jumps."""
-    d, m = 2000, 10
-    sup = lambda n: sweeps._supervised_cost(n, d, m, "coefficient")  # noqa: E731
-    sizes = [n for n in (2, 4, 8, 16, 32, 64, 128, 256) for _ in range(28)]   # 7 snrs x 4 seeds
-    groups = [sorted({sizes[i] for i in g}) for g in sweeps._cut(sizes, lambda n: 0, 1.0, sup)]
-    assert groups[0][:3] == [2, 4, 8] and groups[-1] == [256] and 3 <= len(groups) <= 5
-    pre = lambda n0: sweeps._pretrain_cost(n0, d, m)  # noqa: E731
-    sizes = [n0 for n0 in (16, 64, 256, 1600) for _ in range(12)]
-    groups = [sorted({sizes[i] for i in g}) for g in sweeps._cut(sizes, lambda n: 0, 1.0, pre)]
-    assert groups == [[16], [64], [256], [1600]]
+def test_every_metric_is_recorded(whole):
+    """Each metric has the grid's shape, values is the main one, and mean() takes a metric."""
+    expect = {"supervised": {"train_loss", "test_loss", "test_error"},
+              "simclr": {"train_loss", "test_loss", "test_error"},
+              "alignment": {"align_mean", "align_min"}}
+    for kind, res in whole.items():
+        assert set(res.metrics) == expect[kind]
+        shape = tuple(len(v) for v in res.axes.values())
+        for name, v in res.metrics.items():
+            assert v.shape == shape and np.isfinite(v).all(), (kind, name)
+            np.testing.assert_array_equal(res.mean(name), v.mean(-1))
+        assert res.values is res.metrics[res.metric]
+        np.testing.assert_array_equal(res.mean(), res.values.mean(-1))
+    sup = whole["supervised"]
+    assert (sup.metrics["test_loss"] != sup.metrics["train_loss"]).any()
+    assert (whole["alignment"].metrics["align_min"] <= whole["alignment"].values + 1e-12).all()
+    with pytest.raises(ValueError, match="metric must be one of"):
+        sup.mean("align_mean")
 
 
 def test_executor_equals_in_process(whole):
@@ -81,10 +90,38 @@ def test_one_cell_equals_its_own_run(whole):
     assert whole["simclr"].values[1, 1, 1] == pytest.approx(s.finetune.last("test_error")[0], abs=1e-9)
 
 
+def test_paired_and_independent_seeds(whole):
+    """Paired: cell (i, j) of seed s is the run of seed s. Independent: it is the run of
+    cell_seed(s, i, j), and cells of one seed no longer share their data."""
+    paired = whole["supervised"]
+    indep = GRIDS["supervised"](pairing="independent")
+    assert paired.config["pairing"] == "paired" and indep.config["pairing"] == "independent"
+    cfg = sl.config.replace(SUP, n=9)
+    for res, seed in ((paired, 1), (indep, sl.cell_seed(1, 1, 1))):
+        h = sl.run_supervised([seed], DATA, cfg, snr=1.0, dtype=F64)
+        for k in ("train_loss", "test_loss", "test_error"):
+            assert res.metrics[k][1, 1, 1] == pytest.approx(h.last(k)[0], abs=1e-9)
+    assert not np.allclose(paired.metrics["test_loss"], indep.metrics["test_loss"])
+    # in the paired grid a seed's training set is shared by its row: the same labels at every
+    # SNR; independently drawn cells see other data
+    snr_rows = [sl.run_supervised([s], DATA, cfg, snr=x, dtype=F64).train.y
+                for s, x in ((1, 0.4), (1, 1.0), (sl.cell_seed(1, 1, 0), 0.4))]
+    assert torch.equal(snr_rows[0], snr_rows[1]) and not torch.equal(snr_rows[0], snr_rows[2])
+    s = GRIDS["simclr"](pairing="independent")
+    r = sl.run_simclr_finetune([sl.cell_seed(1, 1, 1)], DATA, PRE, SUP, snr=0.8, n=2,
+                               n0=sweeps.n0_for(0.8, 4.0), dtype=F64)
+    assert s.metrics["test_loss"][1, 1, 1] == pytest.approx(r.finetune.last("test_loss")[0], abs=1e-9)
+    a = GRIDS["alignment"](pairing="independent")
+    p = sl.run_pretrain([sl.cell_seed(0, 1, 1)], DATA, PRE, snr=0.9, n0=24, dtype=F64)
+    assert a.values[1, 1, 1] == pytest.approx(p.history.last("align_mean")[0], abs=1e-9)
+    with pytest.raises(ValueError, match="pairing must be one of"):
+        GRIDS["supervised"](pairing="shared")
+
+
 def test_cache_resumes_without_recomputing(tmp_path, whole):
     first = GRIDS["alignment"](memory_gb=TINY, cache_dir=tmp_path)
     assert first.chunks["computed"] == first.chunks["total"] == 12
-    files = sorted(tmp_path.glob("alignment-*.npy"))
+    files = sorted(tmp_path.glob("alignment-*.npz"))
     assert len(files) == 12
     files[0].unlink()                                           # an interrupted sweep
     again = GRIDS["alignment"](memory_gb=TINY, cache_dir=tmp_path)
@@ -102,9 +139,9 @@ def test_chunks_fit_the_budget():
     nbytes = lambda n0: sweeps.run_bytes("alignment", data, n0, pre=sl.PretrainConfig())  # noqa: E731
     sizes = [25, 100, 400, 1600] * 9
     for gb in (0.05, 0.3, 1.0):
-        chunks = sweeps._cut(sizes, nbytes, gb, lambda n0: sweeps._pretrain_cost(n0, 2000, 10))
-        assert sorted(i for c in chunks for i in c) == list(range(len(sizes)))
-        for c in chunks:
+        cut = chunks.cut(sizes, nbytes, gb, lambda n0: chunks.pretrain_cost(n0, 2000, 10))
+        assert sorted(i for c in cut for i in c) == list(range(len(sizes)))
+        for c in cut:
             p = max(sizes[i] for i in c)
             assert len(c) == 1 or len(c) * nbytes(p) <= gb * 2 ** 30
             assert p == min(sizes[i] for i in c)              # no padding of pre-training here
@@ -141,31 +178,62 @@ def test_label_complexity_hand_made():
     mean = np.array([[0.00, 0.30, 0.05],              # n = 64
                      [0.50, 0.50, 0.40],              # n = 4
                      [0.05, 0.40, 0.20]])             # n = 16
-    out = label_complexity(hand_made(mean, ns, [0.5, 0.1, 0.2]), threshold=0.1)
+    lc = lambda res, t: label_complexity(res, t, metric="test_error")  # noqa: E731
+    out = lc(hand_made(mean, ns, [0.5, 0.1, 0.2]), 0.1)
     np.testing.assert_array_equal(out, [16.0, np.nan, 64.0])
-    assert np.isnan(label_complexity(hand_made(mean, ns, [1, 2, 3]), threshold=0.01)).sum() == 2
+    assert np.isnan(lc(hand_made(mean, ns, [1, 2, 3]), 0.01)).sum() == 2
     # the threshold is strict: an error equal to it does not count
-    np.testing.assert_array_equal(label_complexity(hand_made(mean, ns, [1, 2, 3]), 0.05),
-                                  [64.0, np.nan, np.nan])
+    np.testing.assert_array_equal(lc(hand_made(mean, ns, [1, 2, 3]), 0.05), [64.0, np.nan, np.nan])
+
+
+def test_label_complexity_on_the_test_loss():
+    """The default metric is the test loss of the seed mean; other metrics are ignored."""
+    loss = np.array([[[0.9, 0.7], [0.5, 0.5]],        # n = 2: seed means 0.8, 0.5
+                     [[0.3, 0.1], [0.1, 0.1]],        # n = 8: 0.2, 0.1
+                     [[0.0, 0.0], [0.0, 0.0]]])       # n = 32
+    error = np.zeros_like(loss)                       # would give n* = 2 everywhere
+    res = SweepResult(None, {"n": [2, 8, 32], "snr": [0.1, 0.2], "seed": [0, 1]}, "test_error",
+                      metrics={"test_loss": loss, "test_error": error})
+    np.testing.assert_array_equal(label_complexity(res, 0.15), [32.0, 8.0])
+    np.testing.assert_array_equal(label_complexity(res, 0.6), [8.0, 2.0])
+    np.testing.assert_array_equal(label_complexity(res, 0.15, metric="test_error"), [2.0, 2.0])
+    assert sweeps.label_complexity is label_complexity          # the re-export
+    with pytest.raises(ValueError, match="metric must be one of"):
+        label_complexity(res, 0.1, metric="train_loss")
+    # a grid with a d axis: one n* per (d, snr)
+    res4 = SweepResult(None, {"n": [2, 8, 32], "d": [10], "snr": [0.1, 0.2], "seed": [0, 1]},
+                       "test_loss", metrics={"test_loss": loss[:, None]})
+    np.testing.assert_array_equal(label_complexity(res4, 0.15), [[32.0, 8.0]])
+
+
+def test_label_complexity_on_a_real_sweep(whole):
+    """On a computed sweep: n* is where the seed mean of the test loss first drops below."""
+    res = whole["supervised"]
+    mean = res.mean("test_loss")                      # (n, snr)
+    ns = np.array(res.axes["n"])
+    t = float(np.median(mean))
+    expect = [min((n for n, v in zip(ns, mean[:, j]) if v < t), default=np.nan)
+              for j in range(mean.shape[1])]
+    np.testing.assert_array_equal(label_complexity(res, t), expect)
 
 
 def test_label_complexity_uses_the_seed_mean():
     vals = np.array([[[0.0, 0.3]], [[0.0, 0.0]]])    # n = 2: mean 0.15; n = 8: mean 0
     res = SweepResult(vals, {"n": [2, 8], "snr": [0.1], "seed": [0, 1]}, "test_error")
-    assert label_complexity(res, 0.1)[0] == 8
-    assert label_complexity(res, 0.2)[0] == 2
+    assert label_complexity(res, 0.1, "test_error")[0] == 8
+    assert label_complexity(res, 0.2, "test_error")[0] == 2
 
 
 @pytest.mark.parametrize("threshold", [0.0, -0.1, 1.5, float("nan"), "0.1"])
 def test_label_complexity_bad_threshold(threshold):
     with pytest.raises(ValueError, match="threshold must be"):
-        label_complexity(hand_made(np.zeros((1, 1)), [4], [0.1]), threshold)
+        label_complexity(hand_made(np.zeros((1, 1)), [4], [0.1]), threshold, "test_error")
 
 
 def test_label_complexity_needs_n_snr_sweep():
     res = SweepResult(np.zeros((1, 1, 1)), {"n0": [4], "snr": [0.1], "seed": [0]}, "align_mean")
-    with pytest.raises(ValueError, match=r"needs an \(n, snr\) sweep"):
-        label_complexity(res)
+    with pytest.raises(ValueError, match="first axis is n"):
+        label_complexity(res, 0.1, "align_mean")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,7 +246,8 @@ SUP1 = sl.SupervisedConfig(m=2, steps=1, n_test=4)
     (lambda: sweeps.supervised_grid([], [0.1], [0], DATA, SUP1), "ns must be a non-empty sequence"),
     (lambda: sweeps.supervised_grid(4, [0.1], [0], DATA, SUP1), "ns must be a non-empty sequence"),
     (lambda: sweeps.supervised_grid([0], [0.1], [0], DATA, SUP1), "ns must be an integer >= 1"),
-    (lambda: sweeps.supervised_grid([4], [-0.1], [0], DATA, SUP1), r"snrs must be in \(0.0, inf\)"),
+    (lambda: sweeps.supervised_grid([4], [-0.1], [0], DATA, SUP1), r"snrs must be in \[0.0, inf\)"),
+    (lambda: sweeps.alignment_grid([4], [0.0], [0], DATA, PRE), r"snrs must be in \(0.0, inf\)"),
     (lambda: sweeps.supervised_grid([4], [], [0], DATA, SUP1), "snrs must be a non-empty sequence"),
     (lambda: sweeps.supervised_grid([4], [0.1], [], DATA, SUP1), "seeds must be a non-empty sequence"),
     (lambda: sweeps.supervised_grid([4], [0.1], [-1], DATA, SUP1), "seed must be an integer >= 0"),
