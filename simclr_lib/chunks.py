@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from ._validate import check_choice
 from .config import DataConfig, PretrainConfig, SupervisedConfig
-from .training import choose_method
+from .progress import enabled, quiet
+
+# torch is imported only where a tensor is made: planning a sweep and reading its cache do not
+# pay for it (python -m simclr_lib on a finished sweep).
 
 __all__ = ["run_bytes", "supervised_cost", "pretrain_cost", "cut", "chunk_key", "source_hash",
            "execute", "Job"]
@@ -34,8 +36,8 @@ __all__ = ["run_bytes", "supervised_cost", "pretrain_cost", "cut", "chunk_key", 
 # bench/memory.py measures the peak RSS of real chunks against these numbers.
 
 
-def _bytes(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
+def _bytes(dtype) -> int:
+    return dtype.itemsize                      # torch.float32: 4, torch.float64: 8
 
 
 def _supervised_floats(n: int, d: int, m: int, n_test: int, method: str) -> float:
@@ -61,15 +63,17 @@ SLACK = 1.1   # freed blocks the allocator keeps resident: measured peaks are 0-
 
 def run_bytes(kind: str, data: DataConfig, size: int, cfg: SupervisedConfig | None = None,
               pre: PretrainConfig | None = None, ns: Sequence[int] = (),
-              dtype: torch.dtype = torch.float32) -> float:
+              dtype=None) -> float:
     """Peak bytes of one run of a sweep chunk whose runs are padded to ``size``.
 
     ``kind`` is ``"supervised"`` (``size = n``), ``"alignment"`` (``size = n0``) or
     ``"simclr"`` (``size = n0``; the run is pre-trained once, then fine-tuned on each n in
-    ``ns``). Used by the sweeps to cut chunks that fit ``memory_gb``.
+    ``ns``). ``dtype`` is a torch dtype (default float32). Used by the sweeps to cut chunks
+    that fit ``memory_gb``.
     """
+    from .training import choose_method
     check_choice("kind", kind, ("supervised", "alignment", "simclr"))
-    b, d = SLACK * _bytes(dtype), data.d
+    b, d = SLACK * (4 if dtype is None else _bytes(dtype)), data.d
     if kind == "supervised":
         return b * _supervised_floats(size, d, cfg.m, cfg.n_test, choose_method(cfg.method, size, d))
     pre_f = _pretrain_floats(size, d, pre.m)
@@ -140,7 +144,7 @@ def source_hash() -> str:
 
 
 def _jsonable(x: Any) -> Any:
-    if isinstance(x, (torch.dtype, torch.device)):
+    if type(x).__module__ == "torch":                # torch.dtype, torch.device
         return str(x)
     if hasattr(x, "__dataclass_fields__"):
         return {"__type__": type(x).__name__, **asdict(x)}
@@ -182,12 +186,14 @@ Job = tuple[list[int], tuple]   # (flat positions of the chunk's runs, the chunk
 
 def execute(kind: str, fn: Callable[..., dict[str, np.ndarray]], jobs: Sequence[Job],
             out: dict[str, np.ndarray], executor: Executor | None = None,
-            cache_dir: str | os.PathLike | None = None, progress: bool = False) -> dict[str, int]:
+            cache_dir: str | os.PathLike | None = None,
+            progress: bool | None = None) -> dict[str, int]:
     """Run ``fn(*args)`` for every job and scatter each metric it returns (one value per run,
     in the order of the job's positions) into the flat arrays ``out[metric][positions]``.
 
     Cached chunks are loaded, not run; a chunk is written to the cache as soon as it finishes,
-    so an interrupted sweep keeps its finished chunks. Returns the chunk counts
+    so an interrupted sweep keeps its finished chunks (an exception leaving here carries
+    ``chunks_saved`` and ``chunks_total``). ``progress``: see :mod:`simclr_lib.progress`. Returns the chunk counts
     ``{"total", "computed", "cached"}``.
     """
     cache = None if cache_dir is None else Path(cache_dir)
@@ -208,7 +214,7 @@ def execute(kind: str, fn: Callable[..., dict[str, np.ndarray]], jobs: Sequence[
             todo.append(k)
     counts = {"total": len(jobs), "computed": 0, "cached": len(jobs) - len(todo)}
     bar = None
-    if progress and todo:
+    if todo and enabled(progress):              # one bar for the chunks (progress.py)
         from tqdm.auto import tqdm
         bar = tqdm(total=len(jobs), initial=counts["cached"], desc=kind, unit="chunk",
                    dynamic_ncols=True)
@@ -224,8 +230,9 @@ def execute(kind: str, fn: Callable[..., dict[str, np.ndarray]], jobs: Sequence[
 
     try:
         if executor is None:
-            for k in todo:
-                done(k, fn(*jobs[k][1]))
+            with quiet():                      # no step bars inside a chunk
+                for k in todo:
+                    done(k, fn(*jobs[k][1]))
         else:
             futures = {executor.submit(fn, *jobs[k][1]): k for k in todo}
             try:

@@ -30,7 +30,9 @@ def supervised_cells(seeds: Sequence[int], mu_norms: Sequence[float], n: int, da
     seeds, mu_norms = list(seeds), list(mu_norms)
     scale = data.sigma_p * math.sqrt(data.d)
     snrs = [mu / scale for mu in mu_norms for _ in seeds]
-    hist = run_supervised(seeds * len(mu_norms), replace(data, snr=snrs[0]), replace(cfg, n=n),
-                          snr=snrs, device=device, dtype=dtype)
+    # recording only the last step changes no value (recording never changes training)
+    cfg = replace(cfg, n=n, record_every=cfg.steps)
+    hist = run_supervised(seeds * len(mu_norms), replace(data, snr=snrs[0]), cfg, snr=snrs,
+                          device=device, dtype=dtype)
     shape = (len(mu_norms), len(seeds))
     return {k: hist.last(k).reshape(shape) for k in METRICS}

@@ -12,6 +12,8 @@ of those parameters trained on its own.
 ``pairing="paired"`` (the default) runs every cell of a seed from that seed, so the cells of
 a row share their data and start (differences between cells have less variance);
 ``pairing="independent"`` runs cell ``index`` of seed ``s`` as ``cell_seed(s, *index)``.
+``progress=None`` shows a bar over the chunks in interactive sessions only
+(:mod:`simclr_lib.progress`). Save and load results with ``save_sweep`` / ``load_sweep``.
 """
 from __future__ import annotations
 
@@ -25,8 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ._validate import (check_choice, check_device, check_dtype, check_float, check_int,
-                        check_seeds)
+from ._validate import check_choice, check_device, check_dtype, check_float, check_int, check_seeds
 from .analysis import label_complexity
 from .chunks import cut, execute, pretrain_cost, run_bytes, supervised_cost
 from .config import DataConfig, PretrainConfig, SupervisedConfig, replace
@@ -64,10 +65,11 @@ def _grid(name: str, values: Any, kind: str, low: float = 0.0, low_open: bool = 
 
 
 def _memory(memory_gb: Any) -> float:
-    if isinstance(memory_gb, (int, float)) and not isinstance(memory_gb, bool) \
-            and memory_gb == math.inf:
-        return math.inf
-    return check_float("memory_gb", memory_gb, low=0.0, low_open=True)
+    """A budget in GB, ``> 0``; ``math.inf`` is no budget (every block in one chunk)."""
+    ok = isinstance(memory_gb, (int, float, np.floating)) and not isinstance(memory_gb, bool)
+    if not ok or math.isnan(memory_gb) or memory_gb <= 0 or memory_gb == -math.inf:
+        raise ValueError(f"memory_gb must be a number in (0, inf], got {memory_gb!r}")
+    return float(memory_gb)
 
 
 def _common(seeds, memory_gb, device, dtype, executor, pairing) -> tuple:
@@ -144,7 +146,7 @@ def supervised_grid(ns: Sequence[int], snrs: Sequence[float] | None = None,
                     memory_gb: float = 1.0, device: str = "cpu", dtype: torch.dtype = torch.float32,
                     *, ds: Sequence[int] | None = None, mu_norms: Sequence[float] | None = None,
                     pairing: str = "paired", cache_dir: str | os.PathLike | None = None,
-                    progress: bool = False) -> SweepResult:
+                    progress: bool | None = None) -> SweepResult:
     """Direct supervised training over a grid of n, (d,) and SNR or ||mu|| (Theorem 4.3).
 
     Give ``snrs`` or ``mu_norms`` (``||mu|| >= 0``; 0 is no signal, error at chance), and
@@ -211,7 +213,7 @@ def alignment_grid(n0s: Sequence[int], snrs: Sequence[float], seeds: Sequence[in
                    executor: Executor | None = None, memory_gb: float = 1.0,
                    device: str = "cpu", dtype: torch.dtype = torch.float32, *,
                    pairing: str = "paired", cache_dir: str | os.PathLike | None = None,
-                   progress: bool = False) -> SweepResult:
+                   progress: bool | None = None) -> SweepResult:
     """Alignment ``|cos(w_r, mu)|`` after pre-training over an ``(n0, snr)`` grid (Theorem 5.3).
 
     Metrics ``align_mean`` (the main one) and ``align_min`` over the 2m filters. Runs of
@@ -219,9 +221,7 @@ def alignment_grid(n0s: Sequence[int], snrs: Sequence[float], seeds: Sequence[in
     """
     _check_type("data", data, DataConfig)
     _check_type("pre", pre, PretrainConfig)
-    n0s, snrs = _grid("n0s", n0s, "int"), _grid("snrs", snrs, "float")
-    for n0 in n0s:
-        check_int("n0", n0, low=2)
+    n0s, snrs = _grid("n0s", n0s, "int", low=2), _grid("snrs", snrs, "float")
     seeds, memory_gb, device, dtype = _common(seeds, memory_gb, device, dtype, executor, pairing)
     axes = {"n0": n0s, "snr": snrs}
     runs = grid_runs(axes, seeds, pairing)
@@ -270,7 +270,7 @@ def simclr_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
                 executor: Executor | None = None, memory_gb: float = 1.0,
                 device: str = "cpu", dtype: torch.dtype = torch.float32, *,
                 pairing: str = "paired", cache_dir: str | os.PathLike | None = None,
-                progress: bool = False) -> SweepResult:
+                progress: bool | None = None) -> SweepResult:
     """SimCLR pre-training + fine-tuning over an ``(n, snr)`` grid (Theorem 4.2).
 
     Pre-training uses ``n0 = n0_snr2 / snr^2`` unlabeled samples (``pre.n0`` when ``n0_snr2``

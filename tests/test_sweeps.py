@@ -3,6 +3,7 @@ seeds, chunks fit the memory budget, the cache resumes, label_complexity on hand
 and one test per validation rule."""
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -251,10 +252,30 @@ SUP1 = sl.SupervisedConfig(m=2, steps=1, n_test=4)
     (lambda: sweeps.supervised_grid([4], [], [0], DATA, SUP1), "snrs must be a non-empty sequence"),
     (lambda: sweeps.supervised_grid([4], [0.1], [], DATA, SUP1), "seeds must be a non-empty sequence"),
     (lambda: sweeps.supervised_grid([4], [0.1], [-1], DATA, SUP1), "seed must be an integer >= 0"),
-    (lambda: sweeps.supervised_grid([4], [0.1], [0], DATA, SUP1, memory_gb=0), "memory_gb must be in"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [0], DATA, SUP1, memory_gb=0),
+     r"memory_gb must be a number in \(0, inf\]"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [0], DATA, SUP1, memory_gb=float("nan")),
+     "memory_gb must be a number"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [0], DATA, SUP1, device="tpu"),
+     "device must be 'cpu'"),
+    (lambda: sweeps.simclr_grid([4], [0.1], [0], DATA, PRE, SUP, device="tpu"),
+     "device must be 'cpu'"),
+    (lambda: sweeps.alignment_grid([4], [0.1], [0], DATA, PRE, device="tpu"),
+     "device must be 'cpu'"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [0], DATA, SUP1, executor="x"),
+     "executor must be None or a concurrent.futures.Executor"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [0], DATA, SUP1, pairing="x"), "pairing must be one of"),
+    (lambda: sweeps.supervised_grid([4], None, [0], DATA, SUP1), "give exactly one of snrs and mu_norms"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [0], DATA, SUP1, mu_norms=[1.0]),
+     "give exactly one of snrs and mu_norms"),
+    (lambda: sweeps.supervised_grid([4], seeds=[0], mu_norms=[-1.0]), r"mu_norms must be in \[0.0, inf\)"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [0], DATA, SUP1, ds=[1]), "ds must be an integer >= 2"),
+    (lambda: sweeps.supervised_grid([4], [0.1], None, DATA, SUP1), "seeds must be a non-empty sequence"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [0], sl.PretrainConfig(), SUP1), "data must be a DataConfig"),
+    (lambda: sweeps.supervised_grid([4], [0.1], [0], DATA, {"n": 4}), "cfg must be a SupervisedConfig"),
     (lambda: sweeps.supervised_grid([4], [0.1], [0], DATA, SUP1, dtype=torch.float16),
      "dtype must be torch.float32 or torch.float64"),
-    (lambda: sweeps.alignment_grid([1], [0.1], [0], DATA, PRE), "n0 must be an integer >= 2"),
+    (lambda: sweeps.alignment_grid([1], [0.1], [0], DATA, PRE), "n0s must be an integer >= 2"),
     (lambda: sweeps.alignment_grid([4], [float("inf")], [0], DATA, PRE), "snrs must be a finite number"),
     (lambda: sweeps.simclr_grid([4], [0.1], [0], DATA, PRE, SUP1, n0_snr2=0.0), "n0_snr2 must be in"),
     (lambda: sweeps.simclr_grid([4], [0.1], [0], DATA, PRE, SUP1), r"ft.m \(2\) must equal pre.m \(3\)"),
@@ -267,3 +288,119 @@ def test_validation(call, message):
 def test_n0_for():
     assert sweeps.n0_for(0.1, 16.0) == 1600
     assert sweeps.n0_for(10.0, 1.0) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Grids over d and ||mu||, the budget, the cache key, the supervised cells, the loader
+
+def test_grid_over_d_and_mu_norm():
+    """Axes (n, d, mu_norm, seed); a cell is its own run at snr = mu / (sigma_p sqrt(d)); an
+    snr grid at one d is the same as the mu_norm grid it implies; ||mu|| = 0 is at chance."""
+    cfg = sl.SupervisedConfig(m=2, steps=40, record_every=40, n_test=300)
+    res = sweeps.supervised_grid([4, 8], seeds=[0, 1, 2], data=DATA, cfg=cfg, ds=[20, 50],
+                                 mu_norms=[0.0, 2.0], dtype=F64)
+    assert res.axes == {"n": [4, 8], "d": [20, 50], "mu_norm": [0.0, 2.0], "seed": [0, 1, 2]}
+    assert res.values.shape == (2, 2, 2, 3) and res.config["grid"]["d"] == [20, 50]
+    data = sl.DataConfig(d=50, snr=2.0 / np.sqrt(50))
+    h = sl.run_supervised([2], data, sl.config.replace(cfg, n=8), dtype=F64)
+    for k in ("train_loss", "test_loss", "test_error"):
+        assert res.metrics[k][1, 1, 1, 2] == pytest.approx(h.last(k)[0], abs=1e-9)
+    assert abs(res.mean()[:, :, 0] - 0.5).max() < 0.1          # no signal: chance
+    assert res.mean()[:, :, 1].mean() < 0.45                    # a signal is learned
+    by_snr = sweeps.supervised_grid([4, 8], [2.0 / np.sqrt(50)], [0, 1, 2],
+                                    sl.DataConfig(d=50), cfg, dtype=F64)
+    np.testing.assert_allclose(by_snr.values[:, 0], res.values[:, 1, 1], rtol=0, atol=1e-12)
+
+
+def test_infinite_budget_is_one_chunk_per_block():
+    inf = GRIDS["supervised"](memory_gb=float("inf"))
+    ref = GRIDS["supervised"]()
+    assert inf.chunks["total"] == 3
+    np.testing.assert_array_equal(inf.values, ref.values)
+
+
+def test_supervised_cells_equals_the_pipeline():
+    """fast.supervised_cells: entry [j, s] is run_supervised(seeds[s]) at ||mu|| = mu_norms[j]."""
+    from simclr_lib import fast
+    cfg = sl.SupervisedConfig(m=3, steps=30, n_test=50)
+    seeds, mus = [4, 0, 7], [0.0, 1.5, 3.0]
+    out = fast.supervised_cells(seeds, mus, 6, DATA, cfg, "cpu", F64)
+    assert set(out) == {"train_loss", "test_loss", "test_error"}
+    for j, mu in enumerate(mus):
+        h = sl.run_supervised(seeds, sl.config.replace(DATA, snr=mu / np.sqrt(DATA.d)),
+                              sl.config.replace(cfg, n=6), dtype=F64)
+        for k, v in out.items():
+            assert v.shape == (3, 3)
+            np.testing.assert_allclose(v[j], h.last(k), rtol=0, atol=1e-12)
+
+
+def test_cache_key_hashes_source_and_configuration(monkeypatch):
+    args = ([0], [1.0], 4, DATA, SUP, "cpu", F64)
+    key = chunks.chunk_key("supervised", args)
+    assert key == chunks.chunk_key("supervised", args)
+    assert key != chunks.chunk_key("supervised", (*args[:3], sl.config.replace(DATA, p=0.1),
+                                                  *args[4:]))
+    assert key != chunks.chunk_key("supervised", (*args[:6], torch.float32))
+    monkeypatch.setattr(chunks, "source_hash", lambda: "an edited library")
+    assert chunks.chunk_key("supervised", args) != key           # a code change invalidates
+
+
+def test_source_hash_covers_the_library():
+    import hashlib
+    from pathlib import Path
+    root = Path(sl.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    assert chunks.source_hash() == h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_load_sweep_round_trip(tmp_path, suffix, whole):
+    for kind, res in whole.items():
+        path = tmp_path / f"{kind}{suffix}"
+        sl.sweeps.save_sweep(res, path)
+        back = sl.load_sweep(path)
+        assert isinstance(back, SweepResult)
+        assert back.axes == res.axes and back.metric == res.metric
+        assert back.config == res.config and back.chunks == res.chunks
+        assert set(back.metrics) == set(res.metrics)
+        for k, v in res.metrics.items():
+            np.testing.assert_array_equal(back.metrics[k], v)
+        np.testing.assert_array_equal(back.mean("test_loss" if kind != "alignment" else
+                                                "align_min"),
+                                      res.mean("test_loss" if kind != "alignment" else "align_min"))
+    assert not list(tmp_path.glob(".*tmp"))                    # no temporary file left
+    with pytest.raises(ValueError, match="path must end in .npz or .json"):
+        sl.load_sweep(tmp_path / "x.csv")
+    with pytest.raises(ValueError, match="is not a file"):
+        sl.load_sweep(tmp_path / "missing.npz")
+
+
+def test_progress_default_is_interactive_only(monkeypatch, capsys):
+    """progress=None: silent here (pytest: stderr is not a terminal) and in headless kernels;
+    a bar when asked, or in a kernel a Jupyter server started (JPY_SESSION_NAME)."""
+    from simclr_lib import progress
+    monkeypatch.delenv("SIMCLR_PROGRESS", raising=False)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert not progress.enabled() and progress.enabled(True) and not progress.enabled(False)
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)           # as inside a kernel
+    assert not progress.enabled()                                 # nbclient, nbval, the book
+    monkeypatch.setenv("JPY_SESSION_NAME", "book/intro.md")
+    assert progress.enabled()                                     # JupyterLab
+    with progress.quiet():
+        assert not progress.enabled()
+    monkeypatch.setenv("SIMCLR_PROGRESS", "0")
+    assert not progress.enabled()
+    monkeypatch.delitem(sys.modules, "ipykernel")
+    monkeypatch.setenv("SIMCLR_PROGRESS", "1")
+    capsys.readouterr()
+    sl.run_supervised([0], DATA, sl.SupervisedConfig(m=2, steps=60, n_test=10))
+    assert "GD" in capsys.readouterr().err                       # the step bar
+    GRIDS["alignment"](progress=True)
+    err = capsys.readouterr().err
+    assert "alignment: 100%" in err and "pre-training" not in err   # one bar, not nested
+    monkeypatch.setenv("SIMCLR_PROGRESS", "0")
+    sl.run_supervised([0], DATA, sl.SupervisedConfig(m=2, steps=60, n_test=10))
+    assert capsys.readouterr().err == ""
