@@ -28,7 +28,7 @@ from .progress import enabled, quiet
 # torch is imported only where a tensor is made: planning a sweep and reading its cache do not
 # pay for it (python -m simclr_lib on a finished sweep).
 
-__all__ = ["run_bytes", "supervised_cost", "pretrain_cost", "cut", "chunk_key", "source_hash",
+__all__ = ["run_bytes", "draw_bytes", "supervised_cost", "pretrain_cost", "cut", "chunk_key", "source_hash",
            "execute", "Job"]
 
 # ---------------------------------------------------------------------------------------------
@@ -82,6 +82,12 @@ def run_bytes(kind: str, data: DataConfig, size: int, cfg: SupervisedConfig | No
     n = max(ns)
     ft = len(ns) * _supervised_floats(n, d, cfg.m, cfg.n_test, choose_method(cfg.method, n, d))
     return b * max(pre_f, ft)
+
+
+def draw_bytes(size: int, d: int, dtype=None) -> float:
+    """Bytes a chunk holds besides its runs while it draws one run's samples
+    (``make_dataset``: the run's zero-filled (size, d) block and the Gaussian draw copied in)."""
+    return SLACK * 2 * size * d * (4 if dtype is None else _bytes(dtype))
 
 
 # Compute: the cost of one GD step, in flops per run; a batched program also pays a fixed

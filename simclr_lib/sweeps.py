@@ -29,7 +29,7 @@ import torch
 
 from ._validate import check_choice, check_device, check_dtype, check_float, check_int, check_seeds
 from .analysis import label_complexity
-from .chunks import cut, execute, pretrain_cost, run_bytes, supervised_cost
+from .chunks import cut, draw_bytes, execute, pretrain_cost, run_bytes, supervised_cost
 from .config import DataConfig, PretrainConfig, SupervisedConfig, replace
 from .data import cell_seed
 from .pipelines import run_finetune, run_pretrain, split_start
@@ -173,9 +173,9 @@ def supervised_grid(ns: Sequence[int], snrs: Sequence[float] | None = None,
         key = (run.at["n"], run.at.get("d", data.d))
         blocks.setdefault(key if pairing == "paired" else (*key, run.index[-1]), []).append(run)
     jobs = []
-    budget = memory_gb * 2 ** 30
     for (n, d, *_), runs in blocks.items():
         block_data = replace(data, d=d)
+        budget = memory_gb * 2 ** 30 - draw_bytes(max(n, cfg.n_test), d, dtype)
         # the block's runs are in (signal strength, seed) order
         by_seed = [r.seed for r in runs[:len(seeds)]]
         mus = [data.sigma_p * math.sqrt(d) * r.at["snr"] if strength == "snr" else r.at["mu_norm"]
@@ -227,7 +227,7 @@ def alignment_grid(n0s: Sequence[int], snrs: Sequence[float], seeds: Sequence[in
     runs = grid_runs(axes, seeds, pairing)
     nbytes = lambda n0: run_bytes("alignment", data, n0, pre=pre, dtype=dtype)  # noqa: E731
     groups = cut([r.at["n0"] for r in runs], nbytes, memory_gb,
-                 lambda n0: pretrain_cost(n0, data.d, pre.m))
+                 lambda n0: pretrain_cost(n0, data.d, pre.m), draw_bytes(max(n0s), data.d, dtype))
     jobs = [([runs[i].pos for i in g], ([runs[i].seed for i in g], [runs[i].at["snr"] for i in g],
                                         [runs[i].at["n0"] for i in g], data, pre, device, dtype))
             for g in groups]
@@ -300,7 +300,8 @@ def simclr_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
     # a chunk pre-trains each n0 in a program of its own, so units of different n0 share a chunk
     # (and its fine-tuning programs) at no padding cost: chunks are cut by memory only
     jobs = []
-    for g in cut([n0[snr] for _, snr in keys], nbytes, memory_gb, lambda k: 0.0):
+    draw = draw_bytes(max(ft.n_test, *n0.values()), data.d, dtype)
+    for g in cut([n0[snr] for _, snr in keys], nbytes, memory_gb, lambda k: 0.0, draw):
         us = [{"seed": keys[i][0], "snr": keys[i][1], "n0": n0[keys[i][1]]} for i in g]
         rs = [(u, run) for u, i in enumerate(g) for run in units[keys[i]]]
         jobs.append(([run.pos for _, run in rs],
