@@ -6,7 +6,6 @@ import numbers
 from typing import Any, Iterable
 
 import numpy as np
-import torch
 
 
 def _is_finite_number(x: Any) -> bool:
@@ -57,13 +56,15 @@ def check_instance(name: str, value: Any, cls: type) -> Any:
     return value
 
 
-def check_dtype(dtype: Any) -> torch.dtype:
+def check_dtype(dtype: Any) -> "torch.dtype":
+    import torch   # imported here: the config checks above must not pay for torch
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     return dtype
 
 
-def check_device(device: Any) -> torch.device:
+def check_device(device: Any) -> "torch.device":
+    import torch
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -78,8 +79,11 @@ def check_device(device: Any) -> torch.device:
 def _as_list(value: Any) -> Any:
     """A 1-D numpy array or torch tensor as a list of Python numbers; a 0-d one as its number;
     anything else unchanged."""
-    if isinstance(value, (np.ndarray, torch.Tensor)):
+    if isinstance(value, np.ndarray):
         return value.tolist()
+    if type(value).__module__.startswith("torch") and hasattr(value, "tolist"):   # a tensor,
+        return value.tolist()                               # without importing torch here
+    return value
     return value
 
 
