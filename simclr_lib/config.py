@@ -49,7 +49,7 @@ class SupervisedConfig:
     steps: int = 2000              # GD steps
     n_test: int = 1000             # fresh test samples per run
     record_every: int = 100        # diagnostics every k steps (and at the last step)
-    method: str = "auto"           # "auto", "weight" or "coefficient" (Definition 5.1)
+    method: str = "auto"           # "auto", "weight", "coefficient" (Definition 5.1), "gram"
 
     def __post_init__(self) -> None:
         check_int("n", self.n)
@@ -62,7 +62,7 @@ class SupervisedConfig:
         check_int("steps", self.steps)
         check_int("n_test", self.n_test)
         check_int("record_every", self.record_every)
-        check_choice("method", self.method, ("auto", "weight", "coefficient"))
+        check_choice("method", self.method, ("auto", "weight", "coefficient", "gram"))
 
     def init_std(self, data: DataConfig) -> float:
         return 0.5 / math.sqrt(data.d) if self.sigma0 is None else self.sigma0
