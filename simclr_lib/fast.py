@@ -223,20 +223,28 @@ def kou_grid(ds: Sequence[int] = KOU["ds"], mu_norms: Sequence[float] = KOU["mu_
 
 def save_kou_grid(path: str, workers: int = 2) -> dict:
     """Run :func:`kou_grid` at its defaults on ``workers`` processes and save it (``.npz``)
-    with its configuration and wall time; ``python -m simclr_lib.fast PATH [WORKERS]``."""
+    with its configuration, wall time and the workers' CPU time (on a machine shared with
+    other work the wall time overstates the cost); ``python -m simclr_lib.fast PATH [WORKERS]``."""
     import json
     import multiprocessing as mp
+    import os
+    import resource
     import time
     from concurrent.futures import ProcessPoolExecutor
     workers = check_int("workers", workers)
-    t = time.perf_counter()
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    t, c = time.perf_counter(), cpu()
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
         res = kou_grid(executor=ex, chunks=workers)
-    secs = time.perf_counter() - t
+    secs, cpu_s = time.perf_counter() - t, cpu() - c
     config = {**KOU, "seeds": list(range(KOU["seeds"])), "seed_rule": "cell_seed(s, t)",
               "sigma0": "(m/2)/sqrt(3 d)", "sigma_p": 1.0, "dtype": "float32",
               "command": f"python -m simclr_lib.fast {path} {workers}",
-              "workers": workers, "wall_s": secs, "torch": torch.__version__}
+              "workers": workers, "wall_s": secs,
+              "cpu_s": cpu_s, "load_avg": os.getloadavg()[0], "torch": torch.__version__}
     np.savez_compressed(path, config=json.dumps(config),
                         **{k: res[k].astype(np.float32) for k in METRICS},
                         ds=res["ds"], mu_norms=res["mu_norms"])
