@@ -385,12 +385,12 @@ print("VmHWM_kB", hwm)
 """
 
 
-def bench_g() -> dict:
+def bench_g(only: str | None = None) -> dict:
     import tempfile
     import jupytext
     out = {}
     pages = sorted(p for p in [*ROOT.glob("book/*.md"), *ROOT.glob("book/appendix/*.md")]
-                   if "\nkernelspec:" in p.read_text())
+                   if "\nkernelspec:" in p.read_text() and (only is None or p.stem == only))
     with tempfile.TemporaryDirectory() as tmp:
         for page in pages:
             script = Path(tmp) / (page.stem + ".py")
