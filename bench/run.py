@@ -446,7 +446,13 @@ def main(argv=None) -> dict:
                     help="also execute every chapter in a subprocess for its peak memory")
     ap.add_argument("--build", type=Path, default=ROOT / "_build", help="the book's build directory")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    ap.add_argument("--show", action="store_true",
+                    help="measure nothing: print the table of --out and write it next to it (.txt)")
     a = ap.parse_args(argv)
+    if a.show:
+        res = json.loads(a.out.read_text())
+        write_table(res, a.out.with_suffix(".txt"))
+        return res
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     peak32 = matmul_flops(torch.float32)
@@ -488,9 +494,20 @@ def main(argv=None) -> dict:
                   "g": bool(G) and g_peak < TARGETS["g_mb"]}}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=1))
-    print_table(res)
+    write_table(res, a.out.with_suffix(".txt"))
     print(f"\nwritten to {a.out} ({res['seconds']:.0f} s)")
     return res
+
+
+def write_table(res: dict, path: Path) -> None:
+    """Print the table and keep a copy (the book's reproducibility appendix shows it)."""
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        print_table(res)
+    path.write_text(buf.getvalue())
+    print(buf.getvalue(), end="")
 
 
 def print_table(res: dict) -> None:
@@ -524,7 +541,10 @@ def print_table(res: dict) -> None:
             print(f"    not in the cache (not executed by that build): {', '.join(D['notebooks_without_record'])}")
     else:
         print(f"(d) book execution: {D['note']}")
-    E, Fg = res["e_kou_heatmap"], res["f_gram"]
+    E, Fg = res.get("e_kou_heatmap"), res.get("f_gram")
+    if E is None or Fg is None:
+        print("(e), (f): not in this report (older benchmark)")
+        return
     print(f"(e) Kou et al. heatmap, library vs peer loop (CPU time)".ljust(58)
           + f" {E['speedup_cpu']:9.0f}x {TARGETS['e']:7.0f}x")
     print(f"    library: {E['grid']['ds']} x {E['grid']['mu_norms']} x 10 runs in "
