@@ -221,7 +221,10 @@ def make_stepper(method: str, W0: torch.Tensor, train: Dataset, test: Dataset,
     """The GD stepper for ``method`` in {"auto", "weight", "coefficient", "gram"}; "gram"
     takes a :class:`~simclr_lib.gram.GramData` draw as ``train`` (``W0``, ``test`` unused)."""
     if method == "gram":
-        from .gram import GramSpace
+        from .gram import GramData, GramSpace
+        if not isinstance(train, GramData):
+            raise ValueError("method='gram' draws its own Gram matrix (run_supervised); it "
+                             "cannot train on given samples: use 'weight' or 'coefficient'")
         return GramSpace(train, q, lr)
     method = choose_method(method, train.n, train.d)
     if method == "coefficient":

@@ -111,6 +111,10 @@ def test_gram_validation():
         sl.run_supervised([0, 1], sl.DataConfig(d=100), cfg, n=[4, 8])
     with pytest.raises(ValueError, match="draws its own start"):
         sl.run_finetune(torch.zeros(1, 2, 10, 100), [0], sl.DataConfig(d=100), cfg)
+    data = sl.DataConfig(d=100)
+    train = sl.make_dataset(data, 4, [0])
+    with pytest.raises(ValueError, match="cannot train on given samples"):
+        sl.make_stepper("gram", torch.zeros(1, 2, 10, 100), train, train, 1.0, 0.1)
 
 
 def test_cost_does_not_grow_with_d():
