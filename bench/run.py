@@ -7,17 +7,24 @@ Measures, in one process and one run (so that every ratio compares like with lik
 (b) the FLOP/s the training steps reach in their matrix products, over the FLOP/s of a
     2048 x 2048 ``torch.matmul`` in the same dtype and process;
 (c) coefficient-space against weight-space GD at d = 2000, n = 64, m = 10, 64 runs in a batch;
-(d) each chapter's execution time, read from the book build's jupyter-cache.
+(d) each chapter's execution time, read from the book build's jupyter-cache;
+(e) Kou et al.'s 100 x 100 x 10 heatmap: the library's whole grid on 2 processes against the
+    peer's loop (written here in its style: data built sample by sample, one nn.Module per
+    run) on a few cells, extrapolated to the grid;
+(f) the d-independent Gram method: time per run at d = 1e2, 1e4, 1e6;
+(g) with ``--chapters``: each book chapter's peak memory, executed as a script in a fresh
+    subprocess (its ``VmHWM``).
 
 Writes bench/results/latest.json and prints a table. See bench/README.md.
 
-    .venv/bin/python bench/run.py [--threads 1] [--quick] [--memory]
+    .venv/bin/python bench/run.py [--threads 1] [--quick] [--memory] [--chapters]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -36,7 +43,8 @@ from simclr_lib import sweeps                            # noqa: E402
 from simclr_lib.pipelines import pretrain_views          # noqa: E402
 from simclr_lib.training import make_stepper, pretrain  # noqa: E402
 
-TARGETS = {"a": 20.0, "b": 0.50, "c": 10.0, "d_minutes": 8.0}
+TARGETS = {"a": 20.0, "b": 0.50, "c": 10.0, "d_minutes": 8.0, "e": 2000.0, "e_wall_s": 30.0,
+           "f_flat": 2.0, "g_mb": 500.0}
 
 
 def best_time(fn, reps: int = 3) -> float:
@@ -254,6 +262,154 @@ def bench_d(build: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# (e) Kou et al.'s heatmap: the peer's loop, in its style (per-sample Python loops, an
+#     nn.Conv1d model with bias and PyTorch's default init, cross-entropy, SGD lr 0.1)
+
+class PeerCNN(nn.Module):
+    """Conv1d(1, 2m, d, stride d) + ReLU, mean over the 2 patches, sum over each class's m."""
+
+    def __init__(self, d: int, m: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(1, 2 * m, d, d)
+        self.m = m
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(x)).mean(2)
+        return torch.stack([x[:, :self.m].sum(1), x[:, self.m:].sum(1)]).T
+
+
+def peer_cell(d: int, mu_norm: float, repeats: int = 10, n: int = 20, n_test: int = 1000,
+              m: int = 10, flip: float = 0.1, steps: int = 100) -> float:
+    """One cell of the peer's grid: ``repeats`` runs, each building its data one sample at a
+    time; returns the mean test error."""
+    total = 0.0
+    for _ in range(repeats):
+        data, labels = [], []
+        for i in range(n + n_test):
+            feature = torch.zeros(d)
+            feature[0] = 1
+            y = np.random.choice([-1, 1], 1)[0]
+            xi = torch.tensor(np.random.normal(0, 1.0, size=d))
+            x = torch.stack([feature * mu_norm * y, xi])
+            x = x[torch.randperm(2)].flatten()
+            y = np.random.choice([-1, 1], 1, p=[flip, 1 - flip])[0] * y
+            data.append(x)
+            labels.append(y)
+        data, labels = torch.stack(data), torch.tensor(labels)
+        labels[labels == -1] = 0
+        train_x, test_x = data[:n].unsqueeze(1).float(), data[n:].unsqueeze(1).float()
+        train_y, test_y = labels[:n], labels[n:]
+        model = PeerCNN(d, m)
+        loss_fn = nn.CrossEntropyLoss()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0, weight_decay=0)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss_fn(model(train_x), train_y).backward()
+            opt.step()
+        with torch.no_grad():
+            pred = torch.max(model(test_x).data, 1).indices
+        total += 1 - (pred == test_y).sum().item() / n_test
+    return total / repeats
+
+
+def bench_e(quick: bool) -> dict:
+    """The library's whole grid (2 processes; wall and CPU time) and the peer's loop on
+    3 cells (d = 100, 600, 1090), extrapolated linearly in d to the 10,000 cells."""
+    from simclr_lib import fast
+    import multiprocessing as mp
+    import resource
+    from concurrent.futures import ProcessPoolExecutor
+    ds = fast.KOU["ds"][::10] if quick else fast.KOU["ds"]
+    child = lambda: sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])  # noqa: E731
+    t, c = time.perf_counter(), child()
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:
+        grid = fast.kou_grid(ds=ds, executor=ex)
+    wall, cpu = time.perf_counter() - t, child() - c
+    cells = [(100, 0), (600, 50), (1090, 99)]
+    np.random.seed(0)
+    torch.manual_seed(0)
+    peer_cell(100, 0.0, repeats=1)                     # warm-up (first module, first autograd)
+    peer, peer_err = [], []
+    for d, s in cells:
+        t0, c0 = time.perf_counter(), time.process_time()
+        peer_err.append(peer_cell(d, 0.1 * s, repeats=2 if quick else 10))
+        peer.append({"d": d, "mu_norm": 0.1 * s, "wall_s": time.perf_counter() - t0,
+                     "cpu_s": time.process_time() - c0})
+    scale = 1 if not quick else 5                      # quick: 2 of the 10 repeats
+    slope, icpt = np.polyfit([p["d"] for p in peer], [scale * p["cpu_s"] for p in peer], 1)
+    all_ds = np.array(fast.KOU["ds"])
+    peer_grid_cpu = float(100 * (slope * all_ds + icpt).sum())   # 100 signal strengths per d
+    lib_grid_cpu = cpu * len(fast.KOU["ds"]) / len(ds)
+    ours = [float(grid["test_error"][list(ds).index(d), s].mean()) if d in ds else None
+            for d, s in cells]
+    return {"grid": {"ds": len(ds), "mu_norms": len(grid["mu_norms"]), "seeds": 10},
+            "library_wall_s": wall, "library_cpu_s": cpu, "library_grid_cpu_s": lib_grid_cpu,
+            "load_avg": os.getloadavg()[0], "peer_cells": peer,
+            "peer_cell_error": peer_err, "library_cell_error": ours,
+            "peer_grid_cpu_s": peer_grid_cpu, "peer_grid_hours": peer_grid_cpu / 3600,
+            "speedup_cpu": peer_grid_cpu / lib_grid_cpu}
+
+
+# ---------------------------------------------------------------------------------------------
+# (f) the Gram method: time per run, independent of d
+
+def bench_f(quick: bool) -> dict:
+    from simclr_lib import fast
+    seeds = list(range(10))
+    out = {}
+    for d in (100, 10 ** 4, 10 ** 6):
+        data, cfg = fast.kou_configs(d)
+        data = sl.config.replace(data, snr=3.0 / math.sqrt(d))
+        row = {}
+        methods = ("gram", "coefficient") if d <= 10 ** 4 else ("gram",)
+        for method in methods:
+            c = sl.config.replace(cfg, method=method)
+            secs = best_time(lambda: sl.run_supervised(seeds, data, c), reps=1 if quick else 3)
+            row[method + "_s_per_run"] = secs / len(seeds)
+        out[str(d)] = row
+    per = [out[k]["gram_s_per_run"] for k in out]
+    out["gram_max_over_min"] = max(per) / min(per)
+    out["note"] = ("n = 20, m = 10, ReLU, 100 steps, n_test = 1000, 10 runs per batch; "
+                   "coefficient space at d = 1e6 would hold 1000 x 1e6 test noise (4 GB)")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# (g) each chapter's peak memory: the chapter as a script (jupytext), in a fresh subprocess
+
+_CHAPTER = """import os, runpy, sys
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.chdir(sys.argv[2])
+runpy.run_path(sys.argv[1], run_name="__main__")
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print("VmHWM_kB", hwm)
+"""
+
+
+def bench_g(only: str | None = None) -> dict:
+    import tempfile
+    import jupytext
+    out = {}
+    pages = sorted(p for p in [*ROOT.glob("book/*.md"), *ROOT.glob("book/appendix/*.md")]
+                   if "\nkernelspec:" in p.read_text() and (only is None or p.stem == only))
+    with tempfile.TemporaryDirectory() as tmp:
+        for page in pages:
+            script = Path(tmp) / (page.stem + ".py")
+            jupytext.write(jupytext.read(page), script, fmt="py:percent")
+            t = time.perf_counter()
+            res = subprocess.run([sys.executable, "-c", _CHAPTER, str(script), str(page.parent)],
+                                 cwd=ROOT, capture_output=True, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+            name = page.relative_to(ROOT).as_posix()
+            if res.returncode != 0 or "VmHWM_kB" not in res.stdout:
+                out[name] = {"error": (res.stderr.strip().splitlines() or ["?"])[-1]}
+                continue
+            kb = int(res.stdout.split("VmHWM_kB")[-1].split()[0])
+            out[name] = {"peak_rss_mb": kb / 1024, "seconds": time.perf_counter() - t}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 
 # the largest sweep a chapter runs through the library (book/intro.md): n0 = 16 / 0.1^2 = 1600
 LARGEST = ["simclr", "--ns", "1", "2", "4", "8", "16", "--snrs", "0.1", "0.15", "0.2", "0.3", "0.4",
@@ -286,9 +442,17 @@ def main(argv=None) -> dict:
                     help="torch threads (default 1: on a busy shared machine more threads are slower)")
     ap.add_argument("--quick", action="store_true", help="fewer steps and sizes (a smoke run)")
     ap.add_argument("--memory", action="store_true", help="also measure the largest sweep's peak RSS")
+    ap.add_argument("--chapters", action="store_true",
+                    help="also execute every chapter in a subprocess for its peak memory")
     ap.add_argument("--build", type=Path, default=ROOT / "_build", help="the book's build directory")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    ap.add_argument("--show", action="store_true",
+                    help="measure nothing: print the table of --out and write it next to it (.txt)")
     a = ap.parse_args(argv)
+    if a.show:
+        res = json.loads(a.out.read_text())
+        write_table(res, a.out.with_suffix(".txt"))
+        return res
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     peak32 = matmul_flops(torch.float32)
@@ -300,26 +464,50 @@ def main(argv=None) -> dict:
     res["b_flops"] = bench_b(a.quick)
     res["c_coefficient_vs_weight"] = bench_c(a.quick)
     res["d_book"] = bench_d(a.build)
+    res["e_kou_heatmap"] = bench_e(a.quick)
+    res["f_gram"] = bench_f(a.quick)
     if a.memory:
         res["memory"] = bench_memory(a.out.with_name("largest_sweep.npz"))
+    if a.chapters:
+        res["g_chapter_memory"] = bench_g()
     peak_after = matmul_flops(torch.float32)
     res["machine"]["matmul_gflops_float32_after"] = peak_after / 1e9
     res["seconds"] = time.perf_counter() - t0
     A, B, C, D = (res[k] for k in ("a_sweep_vs_naive", "b_flops", "c_coefficient_vs_weight", "d_book"))
     b_head = B[[k for k in B if k.startswith("pretrain")][0]]
     d_ratio = D["total_minutes"] if D["found"] else float("nan")
+    E, Fg = res["e_kou_heatmap"], res["f_gram"]
+    G = res.get("g_chapter_memory", {})
+    g_peak = max((v.get("peak_rss_mb", math.inf) for v in G.values()), default=float("nan"))
     res["summary"] = {
         "a_speedup": A["speedup"], "b_efficiency": b_head["efficiency"],
         "c_step_speedup": C["step_speedup"], "d_book_minutes": d_ratio,
+        "e_speedup_cpu": E["speedup_cpu"], "e_library_wall_s": E["library_wall_s"],
+        "f_gram_max_over_min": Fg["gram_max_over_min"], "g_max_chapter_mb": g_peak,
         "meets": {"a": A["speedup"] >= TARGETS["a"], "b": b_head["efficiency"] >= TARGETS["b"],
                   "c": C["step_speedup"] >= TARGETS["c"],
                   "d": bool(D["found"] and not D["notebooks_without_record"]
-                            and d_ratio <= TARGETS["d_minutes"])}}
+                            and d_ratio <= TARGETS["d_minutes"]),
+                  "e": E["speedup_cpu"] >= TARGETS["e"],
+                  "e_wall": E["library_wall_s"] <= TARGETS["e_wall_s"],
+                  "f": Fg["gram_max_over_min"] <= TARGETS["f_flat"],
+                  "g": bool(G) and g_peak < TARGETS["g_mb"]}}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=1))
-    print_table(res)
+    write_table(res, a.out.with_suffix(".txt"))
     print(f"\nwritten to {a.out} ({res['seconds']:.0f} s)")
     return res
+
+
+def write_table(res: dict, path: Path) -> None:
+    """Print the table and keep a copy (the book's reproducibility appendix shows it)."""
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        print_table(res)
+    path.write_text(buf.getvalue())
+    print(buf.getvalue(), end="")
 
 
 def print_table(res: dict) -> None:
@@ -353,6 +541,33 @@ def print_table(res: dict) -> None:
             print(f"    not in the cache (not executed by that build): {', '.join(D['notebooks_without_record'])}")
     else:
         print(f"(d) book execution: {D['note']}")
+    E, Fg = res.get("e_kou_heatmap"), res.get("f_gram")
+    if E is None or Fg is None:
+        print("(e), (f): not in this report (older benchmark)")
+        return
+    print(f"(e) Kou et al. heatmap, library vs peer loop (CPU time)".ljust(58)
+          + f" {E['speedup_cpu']:9.0f}x {TARGETS['e']:7.0f}x")
+    print(f"    library: {E['grid']['ds']} x {E['grid']['mu_norms']} x 10 runs in "
+          f"{E['library_wall_s']:.1f} s wall on 2 processes (target {TARGETS['e_wall_s']:.0f} s), "
+          f"{E['library_cpu_s']:.1f} s CPU; load average {E['load_avg']:.1f}")
+    print(f"    peer loop: " + ", ".join(f"d={p['d']}: {p['cpu_s']:.1f} s/cell"
+                                          for p in E["peer_cells"])
+          + f" -> {E['peer_grid_hours']:.1f} h for the grid")
+    print(f"    test error at those cells, peer loop vs library: "
+          + ", ".join(f"{a:.3f} vs {b:.3f}" if b is not None else f"{a:.3f} vs -"
+                      for a, b in zip(E["peer_cell_error"], E["library_cell_error"])))
+    print(f"(f) Gram method, time per run, max / min over d = 1e2, 1e4, 1e6".ljust(58)
+          + f" {Fg['gram_max_over_min']:10.2f} {TARGETS['f_flat']:8.1f}")
+    for d in ("100", "10000", "1000000"):
+        r = Fg[d]
+        print(f"    d = {int(d):>7d}: gram {1e3 * r['gram_s_per_run']:.1f} ms/run"
+              + (f", coefficient {1e3 * r['coefficient_s_per_run']:.1f} ms/run"
+                 if "coefficient_s_per_run" in r else ""))
+    if "g_chapter_memory" in res:
+        print(f"(g) peak memory per chapter (MB), target < {TARGETS['g_mb']:.0f}")
+        for k, v in res["g_chapter_memory"].items():
+            print(f"    {k:50s} " + (f"{v['peak_rss_mb']:7.0f} MB ({v['seconds']:.0f} s)"
+                                     if "peak_rss_mb" in v else f"error: {v['error']}"))
     if "memory" in res:
         mm = res["memory"]
         print(f"peak RSS of the largest chapter-size sweep: {mm['peak_rss_mb']:.0f} MB "

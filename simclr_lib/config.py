@@ -54,7 +54,7 @@ class SupervisedConfig:
     steps: int = 2000              # GD steps
     n_test: int = 1000             # fresh test samples per run
     record_every: int = 100        # diagnostics every k steps (and at the last step)
-    method: str = "auto"           # "auto", "weight" or "coefficient" (Definition 5.1)
+    method: str = "auto"           # "auto", "weight", "coefficient" (Definition 5.1), "gram"
 
     def __post_init__(self) -> None:
         _set(self, "n", check_int("n", self.n))
@@ -67,7 +67,7 @@ class SupervisedConfig:
         _set(self, "steps", check_int("steps", self.steps))
         _set(self, "n_test", check_int("n_test", self.n_test))
         _set(self, "record_every", check_int("record_every", self.record_every))
-        _set(self, "method", check_choice("method", self.method, ("auto", "weight", "coefficient")))
+        _set(self, "method", check_choice("method", self.method, ("auto", "weight", "coefficient", "gram")))
 
     def init_std(self, data: DataConfig) -> float:
         """The start's std ``sigma0``; by default ``0.5 / (sigma_p sqrt(d))``.

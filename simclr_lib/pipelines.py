@@ -51,6 +51,9 @@ def run_finetune(W0: torch.Tensor, seeds: int | Sequence[int], data: DataConfig 
                          f"got {tuple(W0.shape)}")
     if not bool(torch.isfinite(W0).all()):
         raise ValueError("W0 contains non-finite values (NaN or inf): give a finite start")
+    if cfg.method == "gram":
+        raise ValueError("method='gram' draws its own start; use run_supervised (fine-tuning "
+                         "from a given W0 needs 'weight' or 'coefficient')")
     W0 = W0.to(device=device, dtype=dtype)
     train = make_dataset(data, cfg.n if n is None else n, seeds, "train", snr, device, dtype)
     test = make_dataset(data, cfg.n_test, seeds, "test", snr, device, dtype)
@@ -69,9 +72,12 @@ def run_supervised(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
     ``snr`` and ``n`` override the configs, one value for all runs or one per run.
     Used in chapters 3, 5 and 6.
     """
+    _check_configs(data=(data, DataConfig), cfg=(cfg, SupervisedConfig))
+    if cfg.method == "gram":            # d-independent, equal in distribution (simclr_lib.gram)
+        from .gram import run_supervised as run_gram
+        return run_gram(seeds, data, cfg, snr, n, device, dtype)
     seeds = check_seeds(seeds)
     device, dtype = check_device(device), check_dtype(dtype)
-    _check_configs(data=(data, DataConfig), cfg=(cfg, SupervisedConfig))
     gens = [stream(s, "init") for s in seeds]
     W0 = init_cnn(gens, cfg.m, data.d, cfg.init_std(data), dtype, device)
     return run_finetune(W0, seeds, data, cfg, snr, n, device, dtype)

@@ -248,6 +248,7 @@ def choose_method(method: str, n: int, d: int) -> str:
     one-off ``2 n d (n + n_test)`` for the Gram matrices. Measured (bench/README.md, d = 2000,
     m = 10, 8 runs, one thread): a coefficient step is 21x faster at n = 64, 6.7x at n = 1000,
     5.1x at n = 2000 and 2.5x at n = 4000, where its set-up costs about 20 weight steps.
+    ``"gram"`` (equal in distribution, not per seed) is never chosen automatically.
     """
     if method != "auto":
         return method
@@ -256,14 +257,22 @@ def choose_method(method: str, n: int, d: int) -> str:
 
 def make_stepper(method: str, W0: torch.Tensor, train: Dataset, test: Dataset,
                  q: float, lr: float) -> Stepper:
-    """The GD stepper for ``method`` in {"auto", "weight", "coefficient"}."""
+    """The GD stepper for ``method`` in {"auto", "weight", "coefficient", "gram"}; "gram"
+    takes a :class:`~simclr_lib.gram.GramData` draw as ``train`` (``W0``, ``test`` unused)."""
+    if method == "gram":
+        from .gram import GramData, GramSpace
+        if not isinstance(train, GramData):
+            raise ValueError("method='gram' draws its own Gram matrix (run_supervised); it "
+                             "cannot train on given samples: use 'weight' or 'coefficient'")
+        return GramSpace(train, q, lr)
     method = choose_method(method, train.n, train.d)
     if method == "coefficient":
         return CoefficientSpace(W0, train, test, q, lr)
     if method == "weight":
         return WeightSpace(W0, train.patches(), train.y, train.weights(), test.patches(), q, lr,
                            train=train)
-    raise ValueError(f"method must be one of ('auto', 'weight', 'coefficient'), got {method!r}")
+    raise ValueError(f"method must be one of ('auto', 'weight', 'coefficient', 'gram'), "
+                     f"got {method!r}")
 
 
 @dataclass
@@ -314,7 +323,8 @@ def fit(stepper: Stepper, y_test: torch.Tensor, wts: torch.Tensor, steps: int,
                 "test_error": _error(test_margin).mean(1)}
         if coefficients:
             vals.update(coefficient_summary(*stepper.coefficients()))
-            al = alignment(stepper.weights(), stepper.train.mu)               # (R, 2, m)
+            al = (stepper.alignment() if hasattr(stepper, "alignment")     # the Gram method
+                  else alignment(stepper.weights(), stepper.train.mu))         # (R, 2, m)
             vals["align_mean"], vals["align_max"] = al.mean((1, 2)), al.amax((1, 2))
         for k, v in vals.items():
             if not torch.isfinite(v).all():
@@ -330,7 +340,8 @@ def fit(stepper: Stepper, y_test: torch.Tensor, wts: torch.Tensor, steps: int,
         if not torch.isfinite(stepper.step()).all():
             raise _diverged(t, stepper.lr)
     gamma, rho = stepper.coefficients() if coefficients else (None, None)
-    final = {"W": stepper.weights(), "gamma": gamma, "rho": rho}
+    final = {"W": None if stepper.method == "gram" else stepper.weights(),
+             "gamma": gamma, "rho": rho}
     return History(np.array(rec_steps), {k: np.stack(v, 1) for k, v in rows.items()},
                    stepper.method, final)
 
