@@ -44,8 +44,25 @@ def add_binder_url(app: Sphinx, doctree: nodes.document, docname: str) -> None:
             node.replace_self(nodes.raw(text=new, format="html"))
 
 
+def dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict,
+                   doctree) -> None:
+    """Drop repeated script tags: sphinx-thebe 0.3.1 registers its inline configuration
+    (``const THEBE_JS_URL = ...``) twice under Sphinx 7, and the second copy throws a
+    SyntaxError ("Identifier 'THEBE_JS_URL' has already been declared") on every page."""
+    files, seen = [], set()
+    for js in context.get("script_files", []):
+        # the two copies differ only in a filename of None and of "" (an inline script)
+        key = (str(getattr(js, "filename", js) or ""),
+               json.dumps(getattr(js, "attributes", {}), sort_keys=True, default=str))
+        if key not in seen:
+            seen.add(key)
+            files.append(js)
+    context["script_files"] = files
+
+
 def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", check)
+    app.connect("html-page-context", dedupe_scripts, priority=900)
     # after sphinx-thebe's own doctree-resolved hook (priority 500), which writes the script
     app.connect("doctree-resolved", add_binder_url, priority=600)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

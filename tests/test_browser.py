@@ -36,7 +36,8 @@ other host name resolves to nothing (``--host-resolver-rules``), so the test nev
 network, and a page that would need it fails.
 
 Run after ``make book``:  ``.venv/bin/python -m pytest tests -m browser``.
-Needs ``/usr/bin/chromium`` (Debian: ``apt-get install chromium``); the page tests need
+Needs ``/usr/bin/chromium`` (Debian: ``apt-get install chromium``; ``CHROMIUM=/path`` names
+another Chromium or Chrome); the page tests need
 ``_build/html`` (the control tests do not).
 """
 from __future__ import annotations
@@ -68,7 +69,7 @@ HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))
 TOC = Path(os.environ.get("BOOK_TOC", ROOT / "_toc.yml"))
 CONFIG = ROOT / "_config.yml"
 SCREENSHOTS = Path(os.environ.get("BOOK_SCREENSHOTS", ROOT / "_build" / "screenshots"))
-CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "",
+CHROMIUM = next((p for p in (os.environ.get("CHROMIUM", ""), "/usr/bin/chromium", shutil.which("chromium") or "",
                              shutil.which("chromium-browser") or "") if p and os.path.exists(p)),
                 None)
 BASH = shutil.which("bash") or "/bin/bash"
@@ -313,9 +314,7 @@ class Tab:
         for domain in ("Page", "Runtime", "Network"):
             cdp.send(f"{domain}.enable", session=self.session)
         cdp.send("Network.setCacheDisabled", {"cacheDisabled": True}, self.session)
-        cdp.send("Emulation.setDeviceMetricsOverride",
-                 {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False},
-                 self.session)
+        self.metrics(HEIGHT)
 
     def open(self, url: str) -> None:
         self.cdp.events = [e for e in self.cdp.events if e.get("sessionId") != self.session]
@@ -330,14 +329,24 @@ class Tab:
             raise RuntimeError(f"JavaScript error: {res['exceptionDetails']}")
         return res["result"].get("value")
 
+    def metrics(self, height: int) -> None:
+        self.cdp.send("Emulation.setDeviceMetricsOverride",
+                      {"width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": False},
+                      self.session)
+
     def screenshot(self, path: Path, full: bool = True) -> None:
-        params = {"format": "png"}
+        """A PNG of the page, 1280 px wide; ``full``: as tall as the page (at most SHOT_MAX_PX),
+        taken with a viewport that tall (``captureBeyondViewport`` misplaces some pages)."""
+        height = HEIGHT
         if full:
             size = self.cdp.send("Page.getLayoutMetrics", session=self.session)["cssContentSize"]
-            params.update(captureBeyondViewport=True,
-                          clip={"x": 0, "y": 0, "width": WIDTH, "scale": 1,
-                                "height": min(max(size["height"], HEIGHT), SHOT_MAX_PX)})
-        data = self.cdp.send("Page.captureScreenshot", params, self.session)["data"]
+            height = int(min(max(size["height"], HEIGHT), SHOT_MAX_PX))
+            self.metrics(height)
+        try:
+            data = self.cdp.send("Page.captureScreenshot", {"format": "png"}, self.session)["data"]
+        finally:
+            if full:
+                self.metrics(HEIGHT)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
 
@@ -582,6 +591,9 @@ def verdict_problems(shown: dict, required: bool) -> list[str]:
         if v["outcome"].strip() != words[cls[0]]:
             bad.append(f"verdict {v['result']!r}: outcome {v['outcome']!r} under {cls[0]}")
         colours.setdefault(cls[0], set()).add(v["outcome_color"])
+    names = [v["result"] for v in shown["verdicts"]]
+    bad += [f"verdict {n!r} shown {names.count(n)} times (result names are unique in the book)"
+            for n in sorted(set(names)) if names.count(n) > 1]
     if len(colours) == 2 and colours["verdict-holds"] & colours["verdict-fails"]:
         bad.append(f"'holds' and 'does NOT hold' share a colour: {colours}")
     for text in shown["outputs"]:
@@ -703,6 +715,47 @@ def test_nothing_is_fetched_from_outside(shown, page):
 def test_verdict_boxes(shown, page):
     bad = verdict_problems(shown(page), required=page in THEOREM_CHAPTERS)
     assert not bad, f"{page}:\n" + "\n".join(bad)
+
+
+FIT_80 = r"""(() => {
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  const res = [];
+  const seen = new Set();
+  for (const pre of document.querySelectorAll('div.highlight > pre')) {
+    const kind = (pre.closest('.cell_output') ? 'output'
+                  : pre.closest('.cell_input') ? 'code cell' : 'code block')
+                 + (pre.closest('details') ? ' (collapsible)' : '');
+    if (seen.has(kind) || pre.getBoundingClientRect().width === 0) continue;
+    seen.add(kind);
+    const widths = {};
+    for (const n of [80, 100]) {
+      const clone = pre.cloneNode(false);
+      clone.textContent = 'x = ' + '0123456789'.repeat(10).slice(0, n - 4);
+      pre.parentElement.appendChild(clone);
+      widths[n] = [clone.scrollWidth, clone.clientWidth];
+      clone.remove();
+    }
+    res.push({kind, widths});
+  }
+  return res;
+})()"""
+
+
+@_mark
+def test_an_80_character_line_fits(server, tab):
+    """The chapters' line limit (80 characters, the style guide) fits every kind of code and
+    output box at 1280 px, and a 100-character line does not (the measurement can fail)."""
+    pages = [p for p in THEOREM_CHAPTERS if p in PAGES] or PAGES
+    tab.open(f"{server}/{pages[0]}.html")
+    found = tab.eval(FIT_80)
+    kinds = {f["kind"] for f in found}
+    assert {"code cell", "output"} <= kinds, f"{pages[0]}: no code cell or output found: {kinds}"
+    for f in found:
+        scroll, client = f["widths"]["80"]
+        assert scroll <= client + TOLERANCE_PX, (
+            f"{pages[0]}: an 80-character line needs {scroll} px in a {client} px {f['kind']}")
+        scroll, client = f["widths"]["100"]
+        assert scroll > client + TOLERANCE_PX, f"a 100-character line fits a {f['kind']}?"
 
 
 @_mark
@@ -850,6 +903,8 @@ def test_control_flags_overflow_raw_latex_and_mathjax_errors(control, tab):
     assert any(v.startswith("verdict shown as plain text") for v in verdicts), verdicts
     assert verdict_problems({**shown, "verdicts": [], "outputs": [], "blocks": []},
                             required=True) == ["no verdict box on a theorem chapter"]
+    twice = {**shown, "verdicts": shown["verdicts"] * 2, "outputs": [], "blocks": []}
+    assert "verdict 'Theorem 9.9' shown 2 times" in " ".join(verdict_problems(twice, False))
 
 
 def test_control_flags_mathjax_from_a_cdn(control, tab):
