@@ -848,7 +848,7 @@ def _verdict_html(holds: bool) -> str:
     if root not in sys.path:
         sys.path.insert(0, root)
     from simclr_lib.report import Verdict
-    return Verdict("Theorem 4.2 (a long name, n = 16, SNR = 0.1)",
+    return Verdict(f"Theorem 4.{2 if holds else 3} (a long name, n = 16, SNR = 0.1)",
                    "test error <= 0.05 " + "and so on " * 30,
                    "test error 0.012 (95% CI 0.004 to 0.031) " + "0.123456789" * 12,
                    holds)._repr_html_()
