@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CHAPTERS := $(shell grep -l '^kernelspec:' book/*.md book/appendix/*.md 2>/dev/null)
 CHROMIUM := $(shell command -v chromium 2>/dev/null)
 
-.PHONY: install book test unit nbval browser references bench clean
+.PHONY: install book test unit nbval browser references bench lab clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,21 @@ references: $(STAMP)
 ## make bench: the performance benchmark (not part of make test).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## make lab: JupyterLab in .venv (with jupytext's extension, so that the book/*.md chapters
+## open as notebooks: double-click, or right-click > Open With > Jupytext Notebook), opened on book/.
+LAB_STAMP := $(VENV)/.lab-installed
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
+$(LAB_STAMP): $(STAMP) requirements-lab.txt
+	$(BIN)/pip install --quiet -r requirements-lab.txt
+	mkdir -p $(LAB_SETTINGS)
+	printf '%s\n' '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers":' \
+	  '  {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}}}' \
+	  > $(LAB_SETTINGS)/overrides.json
+	touch $@
+
+lab: $(LAB_STAMP)
+	$(BIN)/jupyter lab book/intro.md
 
 clean:
 	rm -rf _build

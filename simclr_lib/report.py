@@ -35,6 +35,22 @@ class Verdict:
     def __repr__(self) -> str:
         return self.line()
 
+    def _ipython_display_(self) -> None:
+        """Show the box (text/html) with its plain line (text/plain), once per cell.
+
+        :func:`verdict` shows the box itself; when its return value is also a cell's last
+        expression, IPython would show the same box a second time. A verdict already shown in
+        the running cell is not shown again (in a later cell it is).
+        """
+        from IPython import get_ipython
+        from IPython.display import display
+        shell = get_ipython()
+        count = getattr(shell, "execution_count", None)
+        if count is not None and getattr(self, "_shown_in", None) == count:
+            return
+        object.__setattr__(self, "_shown_in", count)
+        display({"text/plain": self.line(), "text/html": self._repr_html_()}, raw=True)
+
     def _repr_html_(self) -> str:
         cls = "holds" if self.holds else "fails"
         word = "holds" if self.holds else "does NOT hold"
