@@ -214,25 +214,34 @@ def _png(fig: Figure):
     return Image(data=buf.getvalue(), format="png")
 
 
-def _sliders(defaults: dict[str, Any]) -> dict[str, Any]:
+#: Slider kind, label and step of every parameter; the bounds come from :data:`RANGES`.
+_SLIDERS: dict[str, tuple[str, str, float]] = {
+    "snr": ("log", "SNR", 0.05),              # log10 steps
+    "n": ("int", "n (labels)", 1),
+    "n0": ("int", "n0 (unlabeled)", 10),
+    "q": ("float", "q", 0.5),
+    "tau": ("log", "tau", 0.1),               # log10 steps
+    "steps": ("int", "steps", 10),
+}
+
+
+def _slider(name: str, value: Any):
+    """The ipywidgets slider of ``name`` over exactly ``RANGES[name]``, starting at ``value``."""
     import ipywidgets as widgets
 
-    style = {"description_width": "initial"}
-    make = {
-        "snr": lambda v: widgets.FloatLogSlider(value=v, base=10, min=np.log10(RANGES["snr"][0]),
-                                                max=0.0, step=0.05, description="SNR", style=style),
-        "n": lambda v: widgets.IntSlider(value=v, min=2, max=64, description="n (labels)",
-                                         style=style),
-        "n0": lambda v: widgets.IntSlider(value=v, min=10, max=1000, step=10,
-                                          description="n0 (unlabeled)", style=style),
-        "q": lambda v: widgets.FloatSlider(value=v, min=1.0, max=4.0, step=0.5,
-                                           description="q", style=style),
-        "tau": lambda v: widgets.FloatLogSlider(value=v, base=10, min=-1.0, max=1.0, step=0.1,
-                                                description="tau", style=style),
-        "steps": lambda v: widgets.IntSlider(value=v, min=10, max=2000, step=10,
-                                             description="steps", style=style),
-    }
-    return {k: make[k](v) for k, v in defaults.items()}
+    kind, label, step = _SLIDERS[name]
+    low, high = RANGES[name]
+    common = {"value": value, "step": step, "description": label,
+              "style": {"description_width": "initial"}}
+    if kind == "log":
+        return widgets.FloatLogSlider(base=10, min=np.log10(low), max=np.log10(high), **common)
+    if kind == "int":
+        return widgets.IntSlider(min=int(low), max=int(high), **common)
+    return widgets.FloatSlider(min=low, max=high, **common)
+
+
+def _sliders(defaults: dict[str, Any]) -> dict[str, Any]:
+    return {k: _slider(k, v) for k, v in defaults.items()}
 
 
 def pretraining_explorer():
