@@ -39,7 +39,7 @@ from .training import PretrainResult, WeightSpace, fit, pretrain
 
 __all__ = ["ImageTask", "ImageConfig", "LabelEfficiency", "load_idx",
            "load_mnist", "digits_task", "binary_task", "patchify", "augment_images",
-           "pretrain_encoder", "linear_probe", "label_efficiency", "class_direction", "PIPELINES"]
+           "pretrain_encoder", "example_views", "linear_probe", "label_efficiency", "class_direction", "PIPELINES"]
 
 
 
@@ -95,6 +95,10 @@ class ImageConfig:
         check_positive("lr", self.lr)
         check_int("steps", self.steps)
         check_positive("probe_c", self.probe_c)
+
+    def n_patches(self, height: int, width: int) -> int:
+        """The number ``P`` of patches of a ``height x width`` image (validates the geometry)."""
+        return patchify(torch.zeros(height, width), self.patch, self.stride).shape[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,6 +182,20 @@ def pretrain_encoder(unlabeled: torch.Tensor, mean: torch.Tensor, seeds: Sequenc
                    record_every=1)
     res.data, res.view, res.W0, res.lr = data, views, W0, lr
     return res
+
+
+def example_views(task: ImageTask, cfg: ImageConfig = ImageConfig(), seed: int = 0
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first image of each class, two SimCLR views of each and their patch sums, for a
+    figure: ``images`` (2, H, W), ``views`` (2 views, 2, H, W), ``patch_sum`` (2, s, s) with
+    ``s = cfg.patch`` (positive class first). Views come from stream ``"augment"`` of
+    ``seed``. Chapter 7."""
+    idx = [int(np.flatnonzero(task.labels > 0)[0]), int(np.flatnonzero(task.labels < 0)[0])]
+    x = torch.as_tensor(task.images[idx])[None]                          # (1, 2, H, W)
+    gen = [stream(check_int("seed", seed, low=0), "augment")]
+    views = torch.cat([augment_images(x, gen, cfg.max_shift, cfg.aug_noise) for _ in range(2)])
+    z = patchify(x[0], cfg.patch, cfg.stride).sum(-2).reshape(2, cfg.patch, cfg.patch)
+    return x[0], views, z
 
 
 # ----------------------------------------------------------------------------------------------
