@@ -28,7 +28,8 @@ from .pipelines import run_pretrain, run_simclr_finetune, run_supervised
 from .plotting import COLORS
 
 __all__ = ["PRETRAIN_DEFAULTS", "FINETUNE_DEFAULTS", "RANGES", "pretraining_figure",
-           "finetuning_figure", "pretraining_explorer", "finetuning_explorer", "explorer"]
+           "finetuning_figure", "pretraining_explorer", "finetuning_explorer", "explorer",
+           "describe_defaults"]
 
 #: Slider ranges ``(low, high)`` of every parameter: small enough that a run takes seconds.
 RANGES: dict[str, tuple[float, float]] = {
@@ -49,6 +50,13 @@ FINETUNE_DEFAULTS: dict[str, Any] = {"snr": 0.2, "n": 8, "n0": 100, "q": 3.0, "t
 _D = 1000          # patch dimension of the explorers' data (the book's chapters use 2000)
 _SEEDS = [0, 1, 2]  # runs per curve: the mean and the spread over three seeds
 _N_TEST = 300      # test samples per run
+
+
+def describe_defaults() -> str:
+    """One line per explorer: its default parameter values (chapter 8 prints it)."""
+    return "\n".join(f"{name} defaults: " + ", ".join(f"{k} = {v}" for k, v in d.items())
+                     for name, d in (("pre-training", PRETRAIN_DEFAULTS),
+                                     ("fine-tuning", FINETUNE_DEFAULTS)))
 
 
 def _check(name: str, value: Any, integer: bool) -> Any:

@@ -123,3 +123,10 @@ def test_explorer_runs_on_request():
         w.value = {"snr": 0.3, "n0": 20, "tau": 1.0, "steps": 10}[w._kwarg]
     ui.update()                      # what pressing the button does
     assert isinstance(ui.result, Image) and ui.result.data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_describe_defaults_lists_every_default():
+    text = ex.describe_defaults().splitlines()
+    assert [t.split(" defaults:")[0] for t in text] == ["pre-training", "fine-tuning"]
+    for line, defaults in zip(text, (ex.PRETRAIN_DEFAULTS, ex.FINETUNE_DEFAULTS)):
+        assert line.split(": ", 1)[1] == ", ".join(f"{k} = {v}" for k, v in defaults.items())

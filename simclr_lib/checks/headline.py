@@ -71,12 +71,14 @@ class LabelGrid:
 
 def label_grid(kind: str, ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
                data: DataConfig = DataConfig(), ft: SupervisedConfig = SupervisedConfig(),
-               pre: PretrainConfig = PretrainConfig(), n0_snr2: float = 4.0) -> LabelGrid:
+               pre: PretrainConfig = PretrainConfig(), n0_snr2: float = 4.0,
+               n0: int | None = None) -> LabelGrid:
     """Final test loss and error of ``kind`` (``"supervised"`` or ``"simclr"``) over a grid.
 
     Seed ``s`` of every cell uses the same streams as :func:`~simclr_lib.run_supervised` and
     :func:`~simclr_lib.run_simclr_finetune` (same labels for both pipelines). SimCLR cells of
-    one ``(snr, seed)`` share one pre-training on ``n0 = n0_snr2 / snr^2`` samples. Chapter 1.
+    one ``(snr, seed)`` share one pre-training on ``n0 = n0_snr2 / snr^2`` samples, or on
+    ``n0`` samples at every SNR when ``n0`` is given (Appendix A). Chapter 1.
     """
     check_choice("kind", kind, ("supervised", "simclr"))
     ns = [check_int("n", n) for n in ns]
@@ -88,7 +90,9 @@ def label_grid(kind: str, ns: Sequence[int], snrs: Sequence[float], seeds: Seque
     S = len(seeds)
     loss = np.zeros((len(ns), len(snrs), S))
     error, train = np.zeros_like(loss), np.zeros_like(loss)
-    n0s = [n0_for(s, n0_snr2) for s in snrs] if kind == "simclr" else []
+    if n0 is not None:
+        n0 = check_int("n0", n0, low=2)
+    n0s = [(n0 or n0_for(s, n0_snr2)) for s in snrs] if kind == "simclr" else []
     for j, snr in enumerate(snrs):
         if kind == "simclr":
             res = run_pretrain(seeds, data, pre, snr=snr, n0=n0s[j])
@@ -103,7 +107,7 @@ def label_grid(kind: str, ns: Sequence[int], snrs: Sequence[float], seeds: Seque
             train[i, j] = hist.last("train_loss")
             del hist
     cfg = {"data": data, "ft": ft, "pre": pre if kind == "simclr" else None,
-           "n0_snr2": n0_snr2 if kind == "simclr" else None}
+           "n0_snr2": n0_snr2 if kind == "simclr" and n0 is None else None}
     return LabelGrid(kind, ns, snrs, seeds, loss, error, train, n0s, cfg)
 
 
