@@ -108,7 +108,8 @@ def test_alignment_check_says_no_when_gain_falls_or_is_flat():
 def _grid(kind, ns, loss):
     loss = np.asarray(loss, float)[:, None, :]                 # (ns, 1 snr, seeds)
     return hl.LabelGrid(kind, list(ns), [0.1], list(range(loss.shape[-1])), loss,
-                        (loss > 0.3).astype(float), loss.copy())
+                        (loss > 0.3).astype(float), loss.copy(), np.zeros_like(loss),
+                        np.ones_like(loss), np.ones_like(loss))
 
 
 def test_high_probability_needs_interval_above_half():
@@ -151,6 +152,9 @@ def test_label_grid_matches_the_pipelines():
     g = hl.label_grid("simclr", [4, 8], [0.5], [0, 1], data, ft, pre, n0=30)
     ref = sl.run_simclr_finetune([0, 1], data, pre, ft, snr=0.5, n=8, n0=30)
     np.testing.assert_allclose(g.loss[1, 0], ref.finetune.last("test_loss"), rtol=1e-5)
+    assert (g.wrong_loss <= g.loss + 1e-6).all() and (g.wrong_loss >= 0).all()
+    assert ((g.error == 0) <= (g.wrong_loss == 0)).all()   # no mistake, no loss from them
+    np.testing.assert_allclose(g.rho_max[1, 0], ref.finetune.last("rho_bar_max"), rtol=1e-5)
     d = hl.label_grid("supervised", [8], [0.5], [0, 1], data, ft)
     np.testing.assert_allclose(d.error[0, 0], sl.run_supervised([0, 1], data, ft, snr=0.5,
                                                                 n=8).last("test_error"))

@@ -25,7 +25,8 @@ from .._validate import check_choice, check_float, check_int, check_seeds
 from ..analysis import Interval, fraction
 from ..config import DataConfig, PretrainConfig, SupervisedConfig
 from ..data import stream
-from ..models import split_filters
+from ..losses import logistic
+from ..models import cnn_logits, split_filters
 from ..pipelines import run_finetune, run_pretrain, run_supervised
 from ..report import Verdict, verdict
 from ..sweeps import n0_for
@@ -36,8 +37,11 @@ __all__ = ["LabelGrid", "label_grid", "takeaway", "high_probability"]
 @dataclass
 class LabelGrid:
     """``loss[i, j, s]``, ``error[i, j, s]`` and ``train_loss[i, j, s]``: final test loss, test
-    error and training loss at ``ns[i]``, ``snrs[j]`` and seed ``s``; ``n0[j]`` the unlabeled
-    samples (SimCLR only)."""
+    error and training loss at ``ns[i]``, ``snrs[j]`` and seed ``s``; ``wrong_loss[i, j, s]``
+    the part of the test loss that comes from misclassified test points,
+    ``(1/n_test) sum_{y f < 0} l(y f)``; ``gamma_max`` and ``rho_max`` the final largest
+    signal and noise coefficients (Definition 5.1); ``n0[j]`` the unlabeled samples (SimCLR
+    only)."""
 
     kind: str
     ns: list[int]
@@ -46,6 +50,9 @@ class LabelGrid:
     loss: np.ndarray
     error: np.ndarray
     train_loss: np.ndarray
+    wrong_loss: np.ndarray
+    gamma_max: np.ndarray
+    rho_max: np.ndarray
     n0: list[int] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -62,11 +69,12 @@ class LabelGrid:
         return out
 
     def cell(self, n: int, snr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(test loss, test error, training loss) per seed at one cell."""
+        """(test loss, test error, training loss, test loss of the mistakes) per seed."""
         if n not in self.ns or snr not in self.snrs:
             raise ValueError(f"no cell (n={n!r}, snr={snr!r}) in the grid {self.ns} x {self.snrs}")
         i, j = self.ns.index(n), self.snrs.index(snr)
-        return self.loss[i, j], self.error[i, j], self.train_loss[i, j]
+        return (self.loss[i, j], self.error[i, j], self.train_loss[i, j],
+                self.wrong_loss[i, j])
 
 
 def label_grid(kind: str, ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
@@ -89,7 +97,7 @@ def label_grid(kind: str, ns: Sequence[int], snrs: Sequence[float], seeds: Seque
         raise ValueError("ns and snrs must be non-empty")
     S = len(seeds)
     loss = np.zeros((len(ns), len(snrs), S))
-    error, train = np.zeros_like(loss), np.zeros_like(loss)
+    error, train, wrong, gamma, rho = (np.zeros_like(loss) for _ in range(5))
     if n0 is not None:
         n0 = check_int("n0", n0, low=2)
     n0s = [(n0 or n0_for(s, n0_snr2)) for s in snrs] if kind == "simclr" else []
@@ -105,10 +113,13 @@ def label_grid(kind: str, ns: Sequence[int], snrs: Sequence[float], seeds: Seque
                 hist = run_supervised(seeds, data, ft, snr=snr, n=n)
             loss[i, j], error[i, j] = hist.last("test_loss"), hist.last("test_error")
             train[i, j] = hist.last("train_loss")
+            margin = hist.test.y * cnn_logits(hist.final["W"], hist.test.patches(), ft.q)
+            wrong[i, j] = (logistic(margin) * (margin < 0)).mean(1).cpu().numpy()
+            gamma[i, j], rho[i, j] = hist.last("gamma_max"), hist.last("rho_bar_max")
             del hist
     cfg = {"data": data, "ft": ft, "pre": pre if kind == "simclr" else None,
            "n0_snr2": n0_snr2 if kind == "simclr" and n0 is None else None}
-    return LabelGrid(kind, ns, snrs, seeds, loss, error, train, n0s, cfg)
+    return LabelGrid(kind, ns, snrs, seeds, loss, error, train, wrong, gamma, rho, n0s, cfg)
 
 
 def high_probability(ok: np.ndarray) -> tuple[bool, Interval]:
@@ -126,11 +137,16 @@ def takeaway(simclr: LabelGrid, direct: LabelGrid, snr: float, n_simclr: int, n_
     (:func:`high_probability`). Test errors are shown beside the losses. Glues ``frac_s``,
     ``frac_s_lo``, ``frac_s_hi``, ``frac_d`` (and ``_lo``, ``_hi``), the median losses
     ``loss_s``, ``loss_d``, mean errors ``err_s``, ``err_d``, the median training loss
-    ``train_s`` of the SimCLR runs, ``seeds``, ``eps``.
+    ``train_s`` of the SimCLR runs, the share ``wrong_share`` of their test loss that comes
+    from misclassified points, the mean loss ``per_mistake`` of a misclassified point, the
+    number ``no_error`` of SimCLR seeds with no test error, the median final ``gamma_s`` (max
+    gamma) and ``rho_s`` (max rho_bar), ``seeds``, ``eps``.
     """
     eps = check_float("eps", eps, 0.0, 1.0, low_open=True)
-    loss_s, err_s, train_s = simclr.cell(n_simclr, snr)
-    loss_d, err_d, _ = direct.cell(n_direct, snr)
+    loss_s, err_s, train_s, wrong_s = simclr.cell(n_simclr, snr)
+    i, j = simclr.ns.index(n_simclr), simclr.snrs.index(snr)
+    gamma_s, rho_s = simclr.gamma_max[i, j], simclr.rho_max[i, j]
+    loss_d, err_d, _, _ = direct.cell(n_direct, snr)
     ok_s, ci_s = high_probability(loss_s <= eps)
     ok_d, ci_d = high_probability(loss_d >= 0.1)
     S = len(simclr.seeds)
@@ -147,4 +163,7 @@ def takeaway(simclr: LabelGrid, direct: LabelGrid, snr: float, n_simclr: int, n_
         frac_d=ci_d.value, frac_d_lo=ci_d.lo, frac_d_hi=ci_d.hi,
         loss_s=float(np.median(loss_s)), loss_d=float(np.median(loss_d)),
         err_s=float(err_s.mean()), err_d=float(err_d.mean()),
-        train_s=float(np.median(train_s)), seeds=S, eps=eps)
+        train_s=float(np.median(train_s)), wrong_share=float(wrong_s.sum() / loss_s.sum()),
+        per_mistake=float(wrong_s.sum() / max(err_s.sum(), 1e-12)),
+        no_error=int((err_s == 0).sum()), gamma_s=float(np.median(gamma_s)),
+        rho_s=float(np.median(rho_s)), seeds=S, eps=eps)
