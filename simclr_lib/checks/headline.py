@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from .._validate import check_choice, check_float, check_int, check_seeds
 from ..analysis import Interval, fraction
 from ..config import DataConfig, PretrainConfig, SupervisedConfig
-from ..data import stream
+from ..data import Dataset, stream
 from ..losses import logistic
 from ..models import cnn_logits, split_filters
 from ..pipelines import run_finetune, run_pretrain, run_supervised
@@ -77,6 +78,27 @@ class LabelGrid:
                 self.wrong_loss[i, j])
 
 
+_PRETRAIN_BATCH = 4   # seeds pre-trained together: bounds the memory of n0 = 400 at d = 2000
+
+
+def _pretrained_split(seeds: list[int], data: DataConfig, pre: PretrainConfig, snr: float,
+                      n0: int) -> torch.Tensor:
+    """Pre-train ``seeds`` (a batch equals its runs one at a time) and split their filters."""
+    res = run_pretrain(seeds, data, pre, snr=snr, n0=n0)
+    return split_filters(res.W, [stream(s, "split") for s in seeds])
+
+
+def _mistake_loss(W: torch.Tensor, test: Dataset, q: float) -> np.ndarray:
+    """``(1/n_test) sum_{y f < 0} l(y f)`` per run (R,), one run at a time (small memory)."""
+    out = np.zeros(W.shape[0])
+    for r in range(W.shape[0]):
+        one = Dataset(*(t[r:r + 1] for t in (test.y, test.y_true, test.noise, test.mu,
+                                            test.signal_first, test.mask)))
+        margin = one.y * cnn_logits(W[r:r + 1], one.patches(), q)
+        out[r] = float((logistic(margin) * (margin < 0)).mean())
+    return out
+
+
 def label_grid(kind: str, ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
                data: DataConfig = DataConfig(), ft: SupervisedConfig = SupervisedConfig(),
                pre: PretrainConfig = PretrainConfig(), n0_snr2: float = 4.0,
@@ -103,9 +125,8 @@ def label_grid(kind: str, ns: Sequence[int], snrs: Sequence[float], seeds: Seque
     n0s = [(n0 or n0_for(s, n0_snr2)) for s in snrs] if kind == "simclr" else []
     for j, snr in enumerate(snrs):
         if kind == "simclr":
-            res = run_pretrain(seeds, data, pre, snr=snr, n0=n0s[j])
-            W0 = split_filters(res.W, [stream(s, "split") for s in seeds])
-            del res
+            W0 = torch.cat([_pretrained_split(seeds[a:a + _PRETRAIN_BATCH], data, pre, snr,
+                                              n0s[j]) for a in range(0, S, _PRETRAIN_BATCH)])
         for i, n in enumerate(ns):
             if kind == "simclr":
                 hist = run_finetune(W0, seeds, data, ft, snr=snr, n=n)
@@ -113,8 +134,7 @@ def label_grid(kind: str, ns: Sequence[int], snrs: Sequence[float], seeds: Seque
                 hist = run_supervised(seeds, data, ft, snr=snr, n=n)
             loss[i, j], error[i, j] = hist.last("test_loss"), hist.last("test_error")
             train[i, j] = hist.last("train_loss")
-            margin = hist.test.y * cnn_logits(hist.final["W"], hist.test.patches(), ft.q)
-            wrong[i, j] = (logistic(margin) * (margin < 0)).mean(1).cpu().numpy()
+            wrong[i, j] = _mistake_loss(hist.final["W"], hist.test, ft.q)
             gamma[i, j], rho[i, j] = hist.last("gamma_max"), hist.last("rho_bar_max")
             del hist
     cfg = {"data": data, "ft": ft, "pre": pre if kind == "simclr" else None,
