@@ -150,7 +150,7 @@ def pretrain_encoder(unlabeled: torch.Tensor, mean: torch.Tensor, seeds: Sequenc
 
     Returns
     -------
-    PretrainResult
+    ~simclr_lib.training.PretrainResult
         ``W`` (R, 2m, d), ``stop_step``, the history (every step), the views as ``data`` and
         ``view``, the start ``W0`` and the step sizes ``lr``.
     """
@@ -290,7 +290,7 @@ class LabelEfficiency:
     accuracy : dict
         ``accuracy[pipeline]`` is ``(len(ns), len(seeds))`` for pipeline in
         ``("simclr", "supervised", "probe")``.
-    pretrain : PretrainResult
+    pretrain : ~simclr_lib.training.PretrainResult
         The pre-training of each seed (shared by ``"simclr"`` and ``"probe"``), from
         :func:`pretrain_encoder`.
     config : dict
