@@ -28,7 +28,8 @@ from .pipelines import run_pretrain, run_simclr_finetune, run_supervised
 from .plotting import COLORS
 
 __all__ = ["PRETRAIN_DEFAULTS", "FINETUNE_DEFAULTS", "RANGES", "pretraining_figure",
-           "finetuning_figure", "pretraining_explorer", "finetuning_explorer", "explorer"]
+           "finetuning_figure", "pretraining_explorer", "finetuning_explorer", "explorer",
+           "describe_defaults"]
 
 #: Slider ranges ``(low, high)`` of every parameter: small enough that a run takes seconds.
 RANGES: dict[str, tuple[float, float]] = {
@@ -49,6 +50,13 @@ FINETUNE_DEFAULTS: dict[str, Any] = {"snr": 0.2, "n": 8, "n0": 100, "q": 3.0, "t
 _D = 1000          # patch dimension of the explorers' data (the book's chapters use 2000)
 _SEEDS = [0, 1, 2]  # runs per curve: the mean and the spread over three seeds
 _N_TEST = 300      # test samples per run
+
+
+def describe_defaults() -> str:
+    """One line per explorer: its default parameter values (chapter 8 prints it)."""
+    return "\n".join(f"{name} defaults: " + ", ".join(f"{k} = {v}" for k, v in d.items())
+                     for name, d in (("pre-training", PRETRAIN_DEFAULTS),
+                                     ("fine-tuning", FINETUNE_DEFAULTS)))
 
 
 def _check(name: str, value: Any, integer: bool) -> Any:
@@ -214,25 +222,34 @@ def _png(fig: Figure):
     return Image(data=buf.getvalue(), format="png")
 
 
-def _sliders(defaults: dict[str, Any]) -> dict[str, Any]:
+#: Slider kind, label and step of every parameter; the bounds come from :data:`RANGES`.
+_SLIDERS: dict[str, tuple[str, str, float]] = {
+    "snr": ("log", "SNR", 0.05),              # log10 steps
+    "n": ("int", "n (labels)", 1),
+    "n0": ("int", "n0 (unlabeled)", 10),
+    "q": ("float", "q", 0.5),
+    "tau": ("log", "tau", 0.1),               # log10 steps
+    "steps": ("int", "steps", 10),
+}
+
+
+def _slider(name: str, value: Any):
+    """The ipywidgets slider of ``name`` over exactly ``RANGES[name]``, starting at ``value``."""
     import ipywidgets as widgets
 
-    style = {"description_width": "initial"}
-    make = {
-        "snr": lambda v: widgets.FloatLogSlider(value=v, base=10, min=np.log10(RANGES["snr"][0]),
-                                                max=0.0, step=0.05, description="SNR", style=style),
-        "n": lambda v: widgets.IntSlider(value=v, min=2, max=64, description="n (labels)",
-                                         style=style),
-        "n0": lambda v: widgets.IntSlider(value=v, min=10, max=1000, step=10,
-                                          description="n0 (unlabeled)", style=style),
-        "q": lambda v: widgets.FloatSlider(value=v, min=1.0, max=4.0, step=0.5,
-                                           description="q", style=style),
-        "tau": lambda v: widgets.FloatLogSlider(value=v, base=10, min=-1.0, max=1.0, step=0.1,
-                                                description="tau", style=style),
-        "steps": lambda v: widgets.IntSlider(value=v, min=10, max=2000, step=10,
-                                             description="steps", style=style),
-    }
-    return {k: make[k](v) for k, v in defaults.items()}
+    kind, label, step = _SLIDERS[name]
+    low, high = RANGES[name]
+    common = {"value": value, "step": step, "description": label,
+              "style": {"description_width": "initial"}}
+    if kind == "log":
+        return widgets.FloatLogSlider(base=10, min=np.log10(low), max=np.log10(high), **common)
+    if kind == "int":
+        return widgets.IntSlider(min=int(low), max=int(high), **common)
+    return widgets.FloatSlider(min=low, max=high, **common)
+
+
+def _sliders(defaults: dict[str, Any]) -> dict[str, Any]:
+    return {k: _slider(k, v) for k, v in defaults.items()}
 
 
 def pretraining_explorer():

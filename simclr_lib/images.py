@@ -8,9 +8,9 @@ here there are ``P``):
 * :mod:`simclr_lib.image_data` -- loading (IDX files, the bundled digits), patches and
   augmentations; its functions are re-exported here.
 * :func:`pretrain_encoder` -- SimCLR pre-training of the linear CNN encoder
-  ``[F(W, x)]_r = sum_p <w_r, x^(p)>`` (Section 3.2) with :func:`~simclr_lib.losses.infonce`
-  (stopped at the end of the power-method phase, Lemma 5.1) or
-  :func:`~simclr_lib.losses.nt_xent`.
+  ``[F(W, x)]_r = sum_p <w_r, x^(p)>`` (Section 3.2): a small adapter that turns the images'
+  patch sums into a :class:`~simclr_lib.data.Dataset` and calls the library's one
+  pre-training loop, :func:`~simclr_lib.training.pretrain`.
 * :func:`label_efficiency` -- test accuracy against the number of labels for SimCLR +
   fine-tuning (the random split of Section 3.3, then GD on eq. 3.2's CNN through
   :class:`~simclr_lib.training.WeightSpace`), direct supervised training, and a linear probe.
@@ -28,17 +28,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._validate import check_choice, check_float, check_int, check_positive, check_seeds
-from .data import stream
+from ._validate import (check_choice, check_device, check_dtype, check_float, check_int,
+                        check_positive, check_seeds)
+from .data import Dataset, stream
+from .diagnostics import power_matrix
 from .image_data import (ImageTask, augment_images, binary_task, class_direction, digits_task,
                          load_idx, load_mnist, patchify)
-from .losses import infonce, infonce_logits, nt_xent
 from .models import encode, init_cnn, init_encoder, split_filters
-from .training import WeightSpace, fit
+from .training import PretrainResult, WeightSpace, fit, pretrain
 
-__all__ = ["ImageTask", "ImageConfig", "EncoderResult", "LabelEfficiency", "load_idx",
+__all__ = ["ImageTask", "ImageConfig", "LabelEfficiency", "load_idx",
            "load_mnist", "digits_task", "binary_task", "patchify", "augment_images",
-           "pretrain_encoder", "linear_probe", "label_efficiency", "class_direction", "PIPELINES"]
+           "pretrain_encoder", "example_views", "linear_probe", "label_efficiency", "class_direction", "PIPELINES"]
 
 
 
@@ -95,61 +96,43 @@ class ImageConfig:
         check_int("steps", self.steps)
         check_positive("probe_c", self.probe_c)
 
+    def n_patches(self, height: int, width: int) -> int:
+        """The number ``P`` of patches of a ``height x width`` image (validates the geometry)."""
+        return patchify(torch.zeros(height, width), self.patch, self.stride).shape[0]
+
 
 # ----------------------------------------------------------------------------------------------
 # Pre-training
 # ----------------------------------------------------------------------------------------------
 
-@dataclass
-class EncoderResult:
-    """Pre-trained encoder filters and the trace of pre-training.
-
-    Attributes
-    ----------
-    W : torch.Tensor
-        ``(R, 2m, d)`` filters.
-    stop_step : numpy.ndarray
-        ``(R,)`` the step each run stopped at.
-    lr : numpy.ndarray
-        ``(R,)`` the GD step size of each run.
-    loss : numpy.ndarray
-        ``(R, T)`` the SimCLR loss at every step (after a run stops, its last value repeats).
-    """
-
-    W: torch.Tensor
-    stop_step: np.ndarray
-    lr: np.ndarray
-    loss: np.ndarray
-
-
-def _power_matrix(z: torch.Tensor, zt: torch.Tensor, tau: float) -> torch.Tensor:
-    """The batched matrix ``M`` of Lemma 5.1 (before the step size): (R, n0, d) x 2 -> (R, d, d).
-
-    ``M = (1/tau) (C + C^T)`` with ``C = (1/n0) sum_i z~_i z_i^T - (1/n0^2) (sum_j z~_j)(sum_i z_i)^T``.
-    """
-    n0 = z.shape[1]
-    C = torch.bmm(zt.transpose(1, 2), z) / n0 - torch.bmm(zt.mean(1)[:, :, None], z.mean(1)[:, None, :])
-    return (C + C.transpose(1, 2)) / tau
-
-
-def _views(x: torch.Tensor, gens: Sequence[torch.Generator], cfg: ImageConfig,
-           mean: torch.Tensor) -> torch.Tensor:
-    """Patch sums ``z = sum_p x^(p)`` of one augmented, centred view: (R, n, H, W) -> (R, n, d)."""
-    v = augment_images(x, gens, cfg.max_shift, cfg.aug_noise) - mean[:, None]
-    return patchify(v, cfg.patch, cfg.stride).sum(-2)
+def _as_dataset(z: torch.Tensor, direction: torch.Tensor | None) -> Dataset:
+    """Patch sums ``z`` (R, n0, d) as a :class:`~simclr_lib.data.Dataset` whose ``patch_sum()``
+    is ``z``: the adapter that lets :func:`~simclr_lib.training.pretrain` and
+    :func:`~simclr_lib.diagnostics.power_matrix` run on images. No signal patch (``y = 0``);
+    ``mu`` is the diagnostic ``direction`` the alignments are recorded against (zero: NaN)."""
+    R, n0, d = z.shape
+    mu = torch.zeros(R, d, dtype=z.dtype, device=z.device) if direction is None \
+        else direction.to(dtype=z.dtype, device=z.device).expand(R, d).clone()
+    zero = torch.zeros(R, n0, dtype=z.dtype, device=z.device)
+    ones = torch.ones(R, n0, dtype=torch.bool, device=z.device)
+    return Dataset(zero, zero.clone(), z, mu, ones, ones.clone())
 
 
 def pretrain_encoder(unlabeled: torch.Tensor, mean: torch.Tensor, seeds: Sequence[int],
-                     cfg: ImageConfig = ImageConfig()) -> EncoderResult:
+                     cfg: ImageConfig = ImageConfig(),
+                     direction: torch.Tensor | None = None) -> PretrainResult:
     """SimCLR pre-training of the linear CNN encoder on images, batched over runs.
 
-    At every step both views of every image are drawn afresh
-    (:func:`~simclr_lib.image_data.augment_images`), centred by ``mean`` and cut into patches;
-    the encoder is ``h_i = W z_i`` with ``z_i`` the sum of the patches
-    (:func:`~simclr_lib.models.encode`). Full-batch GD from ``N(0, sigma0_pre^2 I)``
-    with step ``eta = lam / lambda_1(M)`` (``M`` of Lemma 5.1 on the first pair of views).
-    With ``loss="infonce"`` a run stops at the end of the power-method phase, when its largest
-    ``|<h_i, h~_j>| / tau`` passes ``logit_stop``; with ``"ntxent"`` it runs ``pre_steps``.
+    Each image gets two augmented views (:func:`~simclr_lib.image_data.augment_images`, stream
+    ``"augment"``), drawn once and kept fixed, as the synthetic pipeline's views are; they are
+    centred by ``mean`` and summed over patches, ``z = sum_p x^(p)``, the encoder's input. The
+    pairs then go through the library's one pre-training loop,
+    :func:`~simclr_lib.training.pretrain` (same stop rule, same
+    :class:`~simclr_lib.training.DivergenceError`), from ``N(0, sigma0_pre^2 I)`` (stream
+    ``"pretrain_init"``) with step ``eta = lam / lambda_1(M)``, ``M`` the matrix of Lemma 5.1
+    (:func:`~simclr_lib.diagnostics.power_matrix`). With ``loss="infonce"`` a run stops at the
+    end of the power-method phase (largest ``|logit|`` past ``logit_stop``); with ``"ntxent"``
+    it runs ``pre_steps``. Chapter 7 and Appendix A.
 
     Parameters
     ----------
@@ -158,52 +141,61 @@ def pretrain_encoder(unlabeled: torch.Tensor, mean: torch.Tensor, seeds: Sequenc
     mean
         ``(R, H, W)`` the per-run centring image (the mean of that run's unlabeled images).
     seeds
-        One seed per run; views use stream ``"augment"``, the start ``"pretrain_init"``.
+        One seed per run.
     cfg
         Patches, augmentation and pre-training settings.
+    direction
+        Optional ``(d,)`` diagnostic direction (e.g. :func:`class_direction`): the history's
+        ``align_mean`` and ``align_min`` are ``|cos(w_r, direction)|`` (NaN without one).
+
+    Returns
+    -------
+    ~simclr_lib.training.PretrainResult
+        ``W`` (R, 2m, d), ``stop_step``, the history (every step), the views as ``data`` and
+        ``view``, the start ``W0`` and the step sizes ``lr``.
     """
     seeds = check_seeds(seeds)
     if unlabeled.ndim != 4 or unlabeled.shape[0] != len(seeds):
         raise ValueError(f"unlabeled must have shape (runs={len(seeds)}, n0, H, W), "
                          f"got {tuple(unlabeled.shape)}")
     if mean.shape != (unlabeled.shape[0], *unlabeled.shape[2:]):
-        raise ValueError(f"mean must have shape (runs, H, W) = {(unlabeled.shape[0], *unlabeled.shape[2:])}, "
-                         f"got {tuple(mean.shape)}")
-    R, dtype, device = len(seeds), unlabeled.dtype, unlabeled.device
+        raise ValueError("mean must have shape (runs, H, W) = "
+                         f"{(unlabeled.shape[0], *unlabeled.shape[2:])}, got {tuple(mean.shape)}")
+    dtype, device = unlabeled.dtype, unlabeled.device
     gens = [stream(s, "augment") for s in seeds]
-    d = cfg.patch ** 2
-    W = init_encoder([stream(s, "pretrain_init") for s in seeds], cfg.m, d, cfg.sigma0_pre,
-                     dtype, device)
-    loss_fn = {"infonce": infonce, "ntxent": nt_xent}[cfg.loss]
-    z, zt = _views(unlabeled, gens, cfg, mean), _views(unlabeled, gens, cfg, mean)
-    lam1 = torch.linalg.eigvalsh(_power_matrix(z, zt, cfg.tau).double())[:, -1]
+
+    def view() -> Dataset:                                               # (R, n0, d) patch sums
+        v = augment_images(unlabeled, gens, cfg.max_shift, cfg.aug_noise) - mean[:, None]
+        return _as_dataset(patchify(v, cfg.patch, cfg.stride).sum(-2), direction)
+
+    data, views = view(), view()
+    lam1 = torch.stack([torch.linalg.eigvalsh(
+        power_matrix(data, views, cfg.tau, 1.0, r).double())[-1] for r in range(len(seeds))])
     if not bool((lam1 > 0).all()):
         raise ValueError("the views share no positive direction (lambda_1(M) <= 0); "
                          "use weaker augmentations (max_shift, aug_noise)")
-    lr = (cfg.lam / lam1).to(dtype)
-    active = torch.ones(R, dtype=torch.bool, device=device)
-    stop_step = np.full(R, cfg.pre_steps)
-    losses = []
-    for t in range(cfg.pre_steps + 1):
-        W.requires_grad_(True)
-        h, ht = encode(W, z), encode(W, zt)                              # (R, n0, 2m)
-        L = loss_fn(h, ht, cfg.tau)                                      # (R,)
-        with torch.no_grad():
-            if not torch.isfinite(L).all():
-                raise RuntimeError(f"pre-training diverged at step {t}; lower lam (now {cfg.lam})")
-            if cfg.loss == "infonce":
-                s = infonce_logits(h, ht, cfg.tau).abs().amax((1, 2))
-                ended = active & (s > cfg.logit_stop)
-                stop_step[ended.cpu().numpy()] = t
-                active &= ~ended
-            losses.append(L.detach().cpu().numpy())
-        if t == cfg.pre_steps or not bool(active.any()):
-            break
-        (grad,) = torch.autograd.grad(L.sum(), W)
-        with torch.no_grad():
-            W = W - (lr * active)[:, None, None] * grad
-        z, zt = _views(unlabeled, gens, cfg, mean), _views(unlabeled, gens, cfg, mean)
-    return EncoderResult(W.detach(), stop_step, lr.cpu().numpy(), np.stack(losses, 1))
+    lr = (cfg.lam / lam1).to(dtype=dtype, device=device)
+    W0 = init_encoder([stream(s, "pretrain_init") for s in seeds], cfg.m, cfg.patch ** 2,
+                      cfg.sigma0_pre, dtype, device)
+    stop = "linear_phase" if cfg.loss == "infonce" else "steps"
+    res = pretrain(W0, data, views, cfg.tau, lr, cfg.pre_steps, cfg.loss, stop, cfg.logit_stop,
+                   record_every=1)
+    res.data, res.view, res.W0, res.lr = data, views, W0, lr
+    return res
+
+
+def example_views(task: ImageTask, cfg: ImageConfig = ImageConfig(), seed: int = 0
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first image of each class, two SimCLR views of each and their patch sums, for a
+    figure: ``images`` (2, H, W), ``views`` (2 views, 2, H, W), ``patch_sum`` (2, s, s) with
+    ``s = cfg.patch`` (positive class first). Views come from stream ``"augment"`` of
+    ``seed``. Chapter 7."""
+    idx = [int(np.flatnonzero(task.labels > 0)[0]), int(np.flatnonzero(task.labels < 0)[0])]
+    x = torch.as_tensor(task.images[idx])[None]                          # (1, 2, H, W)
+    gen = [stream(check_int("seed", seed, low=0), "augment")]
+    views = torch.cat([augment_images(x, gen, cfg.max_shift, cfg.aug_noise) for _ in range(2)])
+    z = patchify(x[0], cfg.patch, cfg.stride).sum(-2).reshape(2, cfg.patch, cfg.patch)
+    return x[0], views, z
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,22 +242,22 @@ def linear_probe(h_train: torch.Tensor, y_train: torch.Tensor, mask: torch.Tenso
     Xt = torch.cat([h_test.to(f64), torch.ones_like(h_test[..., :1], dtype=f64)], -1)
     y, wts = y_train.to(f64), c * mask.to(f64)
     R, _, k1 = X.shape
-    pen = torch.ones(k1, dtype=f64)
+    pen = torch.ones(k1, dtype=f64, device=X.device)
     pen[-1] = 0.0                                                        # intercept: no penalty
 
     def objective(w: torch.Tensor) -> torch.Tensor:                      # (R,)
         margin = y * torch.einsum("rnk,rk->rn", X, w)
         return (wts * F.softplus(-margin)).sum(1) + 0.5 * (pen * w ** 2).sum(1)
 
-    w = torch.zeros(R, k1, dtype=f64)
+    w = torch.zeros(R, k1, dtype=f64, device=X.device)
     for _ in range(iters):
         margin = y * torch.einsum("rnk,rk->rn", X, w)
         p = torch.sigmoid(-margin)                                       # (R, n)
         grad = -torch.einsum("rn,rnk->rk", wts * p * y, X) + pen * w
         hess = torch.einsum("rn,rnk,rnl->rkl", wts * p * (1 - p), X, X) + torch.diag(pen)
-        hess = hess + 1e-12 * torch.eye(k1, dtype=f64)
+        hess = hess + 1e-12 * torch.eye(k1, dtype=f64, device=X.device)
         step = torch.linalg.solve(hess, grad)                            # (R, k+1)
-        t = torch.ones(R, 1, dtype=f64)
+        t = torch.ones(R, 1, dtype=f64, device=X.device)
         f0 = objective(w)
         for _ in range(30):                                              # step halving per run
             worse = objective(w - t * step) > f0 + 1e-12
@@ -298,8 +290,9 @@ class LabelEfficiency:
     accuracy : dict
         ``accuracy[pipeline]`` is ``(len(ns), len(seeds))`` for pipeline in
         ``("simclr", "supervised", "probe")``.
-    pretrain : EncoderResult
-        The pre-training of each seed (shared by ``"simclr"`` and ``"probe"``).
+    pretrain : ~simclr_lib.training.PretrainResult
+        The pre-training of each seed (shared by ``"simclr"`` and ``"probe"``), from
+        :func:`pretrain_encoder`.
     config : dict
         The :class:`ImageConfig` and the task's name.
     """
@@ -307,7 +300,7 @@ class LabelEfficiency:
     ns: list[int]
     seeds: list[int]
     accuracy: dict[str, np.ndarray]
-    pretrain: EncoderResult
+    pretrain: PretrainResult
     config: dict[str, Any] = field(default_factory=dict)
 
     def mean(self, pipeline: str) -> np.ndarray:
@@ -349,8 +342,8 @@ def _split(task: ImageTask, seed: int, n0: int, n_test: int, n_max: int
 
 
 def label_efficiency(task: ImageTask, ns: Sequence[int], seeds: Sequence[int],
-                     cfg: ImageConfig = ImageConfig(), dtype: torch.dtype = torch.float32
-                     ) -> LabelEfficiency:
+                     cfg: ImageConfig = ImageConfig(), dtype: torch.dtype = torch.float32,
+                     device: str | torch.device = "cpu") -> LabelEfficiency:
     """Test accuracy against labels for SimCLR + fine-tuning, direct training and a linear probe.
 
     For every seed: a random test split of ``cfg.n_test`` images; ``cfg.n0`` unlabeled images
@@ -380,6 +373,13 @@ def label_efficiency(task: ImageTask, ns: Sequence[int], seeds: Sequence[int],
         Patches, augmentations, pre-training, fine-tuning and probe settings.
     dtype
         ``torch.float32`` or ``torch.float64``.
+    device
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the runs compute (random draws are made on
+        the CPU from the seeds' streams, so a seed gives the same runs on every device).
+
+    Deviations from the synthetic pipelines, stated in chapter 7: the labeled images are
+    class-balanced (``n / 2`` per class; synthetic labels are drawn at random), and the
+    pre-trained filters are rescaled to the norm of a Gaussian start before fine-tuning.
     """
     seeds = check_seeds(seeds)
     ns = [check_int("n", n, low=2) for n in ns]
@@ -391,13 +391,12 @@ def label_efficiency(task: ImageTask, ns: Sequence[int], seeds: Sequence[int],
     if cfg.n_test + cfg.n0 > task.n_images:
         raise ValueError(f"n_test + n0 = {cfg.n_test + cfg.n0} exceeds the task's "
                          f"{task.n_images} images")
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    dtype, device = check_dtype(dtype), check_device(device)
     H, W_img = task.images.shape[1:]
     patchify(torch.zeros(1, H, W_img), cfg.patch, cfg.stride)   # validate the patch geometry
     K, S, n_max, d, m = len(ns), len(seeds), max(ns), cfg.patch ** 2, cfg.m
-    X = torch.as_tensor(task.images, dtype=dtype)
-    Y = torch.as_tensor(task.labels, dtype=dtype)
+    X = torch.as_tensor(task.images, dtype=dtype).to(device)
+    Y = torch.as_tensor(task.labels, dtype=dtype).to(device)
     splits = [_split(task, s, cfg.n0, cfg.n_test, n_max) for s in seeds]
     test_idx, unl_idx, lab_idx = (np.stack(a) for a in zip(*splits))    # (S, .)
 
@@ -411,7 +410,8 @@ def label_efficiency(task: ImageTask, ns: Sequence[int], seeds: Sequence[int],
     y_lab, y_test = Y[lab_idx], Y[test_idx]                              # (S, n_max), (S, n_test)
 
     # runs are (k, s) flattened k-major: run k * S + s trains on the first ns[k] labels of seed s
-    mask = torch.stack([torch.arange(n_max) < n for n in ns])[:, None, :].expand(K, S, n_max)
+    mask = torch.stack([torch.arange(n_max, device=device) < n for n in ns])[:, None, :]
+    mask = mask.expand(K, S, n_max)
     mask = mask.reshape(K * S, n_max)
     wts = mask.to(dtype) / mask.sum(1, keepdim=True).to(dtype)
     x_run = x_lab.repeat(K, 1, 1, 1) * mask[:, :, None, None]
@@ -421,7 +421,7 @@ def label_efficiency(task: ImageTask, ns: Sequence[int], seeds: Sequence[int],
     pre = pretrain_encoder(unl, mean, seeds, cfg)
     W_ft = split_filters(pre.W, [stream(s, "split") for s in seeds])     # (S, 2, m, d)
     W_ft = W_ft / W_ft.norm(dim=-1, keepdim=True) * (cfg.sigma0 * math.sqrt(d))
-    W_sup = init_cnn([stream(s, "init") for s in seeds], m, d, cfg.sigma0, dtype)
+    W_sup = init_cnn([stream(s, "init") for s in seeds], m, d, cfg.sigma0, dtype, device)
 
     acc = {}
     for name, W0 in (("simclr", W_ft), ("supervised", W_sup)):
@@ -438,5 +438,5 @@ def label_efficiency(task: ImageTask, ns: Sequence[int], seeds: Sequence[int],
     h_lab = ((embed(x_lab) - mu_h) / sd_h).repeat(K, 1, 1)              # (K * S, n_max, 2m)
     h_test = ((embed(x_test) - mu_h) / sd_h).repeat(K, 1, 1)
     probe = linear_probe(h_lab, y_run, mask, h_test, yt_run, cfg.probe_c)
-    acc["probe"] = probe.reshape(K, S).numpy()
+    acc["probe"] = probe.reshape(K, S).cpu().numpy()
     return LabelEfficiency(ns, seeds, acc, pre, {"task": task.name, "cfg": asdict(cfg)})

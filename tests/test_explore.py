@@ -38,8 +38,27 @@ def test_figures_are_deterministic():
 
 
 def test_figures_accept_range_ends():
-    ex.pretraining_figure(snr=1.0, n0=10, tau=10.0, steps=10)
-    ex.finetuning_figure(snr=0.02, n=2, n0=10, q=1.0, tau=0.1, steps=10)
+    pre = ex.pretraining_figure(snr=1.0, n0=10, tau=10.0, steps=10)
+    ft = ex.finetuning_figure(snr=0.02, n=2, n0=10, q=1.0, tau=0.1, steps=10)
+    for fig in (pre, ft):
+        assert all(y.size and np.isfinite(y).all() for y in _lines(fig))
+    assert "SNR = 1," in pre._suptitle.get_text() and "n = 2," in ft._suptitle.get_text()
+    # the InfoNCE loss of a near-zero start is log n0; alignments and errors lie in [0, 1]
+    loss = pre.axes[1].get_lines()[0].get_ydata()
+    assert abs(loss[0] - np.log(10)) < 1e-3
+    for y in [*map(np.asarray, (line.get_ydata() for line in pre.axes[0].get_lines()[:2])),
+              *map(np.asarray, (line.get_ydata() for line in ft.axes[0].get_lines()[:2]))]:
+        assert ((y >= 0) & (y <= 1)).all()
+
+
+def test_sliders_span_exactly_the_ranges():
+    pytest.importorskip("ipywidgets")
+    for name, (low, high) in ex.RANGES.items():
+        w = ex._slider(name, low)
+        lo, hi = (10 ** w.min, 10 ** w.max) if w.__class__.__name__ == "FloatLogSlider" \
+            else (w.min, w.max)
+        assert lo == pytest.approx(low) and hi == pytest.approx(high), name
+        assert ex._check(name, type(low)(lo), isinstance(low, int)) == pytest.approx(low)
 
 
 def test_defaults_are_in_range():
@@ -104,3 +123,10 @@ def test_explorer_runs_on_request():
         w.value = {"snr": 0.3, "n0": 20, "tau": 1.0, "steps": 10}[w._kwarg]
     ui.update()                      # what pressing the button does
     assert isinstance(ui.result, Image) and ui.result.data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_describe_defaults_lists_every_default():
+    text = ex.describe_defaults().splitlines()
+    assert [t.split(" defaults:")[0] for t in text] == ["pre-training", "fine-tuning"]
+    for line, defaults in zip(text, (ex.PRETRAIN_DEFAULTS, ex.FINETUNE_DEFAULTS)):
+        assert line.split(": ", 1)[1] == ", ".join(f"{k} = {v}" for k, v in defaults.items())

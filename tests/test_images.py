@@ -275,20 +275,20 @@ def test_augment_rejects_bad_rank():
 # Pre-training
 # ------------------------------------------------------------------------------------------
 
-def test_power_matrix_matches_formula():
+def test_power_matrix_of_image_views_matches_formula():
+    """The adapter makes diagnostics.power_matrix compute M of Lemma 5.1 on patch sums."""
     g = torch.Generator().manual_seed(0)
-    z, zt = torch.randn(2, 5, 3, generator=g, dtype=torch.float64), torch.randn(2, 5, 3, generator=g,
-                                                                                 dtype=torch.float64)
+    z, zt = (torch.randn(2, 5, 3, generator=g, dtype=torch.float64) for _ in range(2))
     tau = 0.7
-    M = im._power_matrix(z, zt, tau)
     for r in range(2):
+        M = sl.power_matrix(im._as_dataset(z, None), im._as_dataset(zt, None), tau, 1.0, r)
         ref = np.zeros((3, 3))
         Z, Zt = z[r].numpy(), zt[r].numpy()
         for i in range(5):
             ref += (np.outer(Zt[i], Z[i]) + np.outer(Z[i], Zt[i])) / (tau * 5)
             for j in range(5):
                 ref -= (np.outer(Zt[j], Z[i]) + np.outer(Z[i], Zt[j])) / (tau * 25)
-        np.testing.assert_allclose(M[r].numpy(), ref, atol=1e-12)
+        np.testing.assert_allclose(M.numpy(), ref, atol=1e-12)
 
 
 def _pool(seeds, n0=40):
@@ -311,17 +311,47 @@ def test_pretrain_batch_equals_one_at_a_time():
 def test_pretrain_stops_at_the_end_of_the_linear_phase():
     x, mean = _pool([0])
     res = im.pretrain_encoder(x, mean, [0], im.ImageConfig(pre_steps=300))
+    loss = res.history["loss"]
     assert 0 < res.stop_step[0] < 300
-    assert res.loss.shape[1] == res.stop_step[0] + 1
+    assert loss.shape[1] == res.stop_step[0] + 1
     # the loss starts at log n0 (all embeddings ~ 0) and has fallen when the run stops
-    assert abs(res.loss[0, 0] - np.log(40)) < 1e-3
-    assert res.loss[0, -1] < res.loss[0, 0]
+    assert abs(loss[0, 0] - np.log(40)) < 1e-3
+    assert loss[0, -1] < loss[0, 0]
+    assert res.history["max_logit"][0, -1] > 1.0 >= res.history["max_logit"][0, -2]
+
+
+def test_pretrain_is_the_library_loop():
+    """Image pre-training is training.pretrain on the views it returns: same filters."""
+    x, mean = _pool([0, 1])
+    cfg = im.ImageConfig(pre_steps=50)
+    res = im.pretrain_encoder(x, mean, [0, 1], cfg)
+    ref = sl.pretrain(res.W0, res.data, res.view, cfg.tau, res.lr, cfg.pre_steps,
+                      logit_stop=cfg.logit_stop)
+    torch.testing.assert_close(ref.W, res.W)
+    np.testing.assert_array_equal(ref.stop_step, res.stop_step)
+
+
+def test_pretrain_divergence_raises_the_library_error():
+    x, mean = _pool([0])
+    cfg = im.ImageConfig(lam=1e6, logit_stop=1e38, pre_steps=50)   # float32 overflows
+    with pytest.raises(sl.DivergenceError, match="diverged at step"):
+        im.pretrain_encoder(x, mean, [0], cfg)
+
+
+def test_pretrain_alignment_recorded_against_a_direction():
+    x, mean = _pool([0])
+    mu = im.class_direction(im.digits_task(), 6, 2)
+    res = im.pretrain_encoder(x, mean, [0], im.ImageConfig(pre_steps=40), direction=mu)
+    al = sl.alignment(res.W, mu.float()[None]).mean(1)
+    np.testing.assert_allclose(res.history.last("align_mean"), al.numpy(), rtol=1e-5)
+    assert np.isnan(im.pretrain_encoder(x, mean, [0], im.ImageConfig(pre_steps=5))
+                    .history["align_mean"]).all()
 
 
 def test_pretrain_ntxent_runs_all_steps():
     x, mean = _pool([0])
     res = im.pretrain_encoder(x, mean, [0], im.ImageConfig(loss="ntxent", pre_steps=15))
-    assert res.stop_step[0] == 15 and res.loss.shape == (1, 16)
+    assert res.stop_step[0] == 15 and res.history["loss"].shape == (1, 16)
 
 
 def test_pretrain_rejects_bad_shape():
@@ -442,3 +472,33 @@ def test_class_direction_is_difference_of_means():
 def test_image_config_validation(field, value, msg):
     with pytest.raises(ValueError, match=msg):
         im.ImageConfig(**{field: value})
+
+
+@pytest.mark.parametrize("device,msg", [("tpu", "device must be"),
+                                        (3.5, "device must be 'cpu', 'cuda' or 'cuda:N'")])
+def test_label_efficiency_rejects_bad_device(device, msg):
+    with pytest.raises(ValueError, match=msg):
+        im.label_efficiency(im.digits_task(), [2], [0], SMALL, device=device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
+def test_label_efficiency_rejects_cuda_without_cuda():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        im.label_efficiency(im.digits_task(), [2], [0], SMALL, device="cuda")
+
+
+def test_label_efficiency_device_cpu_matches_default():
+    task = im.digits_task()
+    a = im.label_efficiency(task, [2], [0], SMALL)
+    b = im.label_efficiency(task, [2], [0], SMALL, device=torch.device("cpu"))
+    for p in im.PIPELINES:
+        np.testing.assert_array_equal(a.accuracy[p], b.accuracy[p])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_label_efficiency_on_cuda_matches_cpu():
+    task = im.digits_task()
+    a = im.label_efficiency(task, [2, 8], [0, 1], SMALL, dtype=torch.float64)
+    b = im.label_efficiency(task, [2, 8], [0, 1], SMALL, dtype=torch.float64, device="cuda")
+    for p in im.PIPELINES:
+        np.testing.assert_allclose(a.accuracy[p], b.accuracy[p], atol=1 / 150)

@@ -4,13 +4,13 @@ control test in ``tests/`` where the claim is false and the check must say ``NO`
 
 Submodules, one per chapter group, are imported on first use:
 ``sl.checks.supervised``, ``sl.checks.pretraining``, ``sl.checks.finetuning``,
-``sl.checks.finite_d``, ``sl.checks.images``, ``sl.checks.kou``.
+``sl.checks.finite_d``, ``sl.checks.images``, ``sl.checks.kou``, ``sl.checks.headline``.
 """
 from __future__ import annotations
 
 import importlib
 
-_MODULES = ("supervised", "pretraining", "finetuning", "finite_d", "images", "kou")
+_MODULES = ("supervised", "pretraining", "finetuning", "finite_d", "images", "kou", "headline")
 
 
 def __getattr__(name: str):
