@@ -73,7 +73,7 @@ from .analysis import loglog_fit  # noqa: E402  (moved; kept here for old import
 
 def setup(threads: int = 1) -> dict[str, str]:
     """The one set-up cell of every chapter: the book's figure style and ``threads`` torch
-    threads. Returns :data:`COLORS`.
+    threads. Returns ``COLORS``.
 
     Chapters run one thread: their batched programs are small, and one thread makes the
     printed numbers that nbval compares the same on every machine, whatever its core count.
