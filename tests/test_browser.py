@@ -17,8 +17,9 @@ Every page is opened once, at a 1280 x 1600 px viewport, and checked for:
 * **nothing fetched from outside** -- every request of the page goes to the local server and
   succeeds, and no script throws;
 * **verdicts at a glance** -- the theorem chapters (``THEOREM_CHAPTERS``) show verdict boxes,
-  every box states its outcome in words that match its colour class, and no verdict is left as a
-  plain ``[result] predicted: ...; holds: ...`` line in an output;
+  every box states its outcome in words that match its colour class, its text is legible
+  (contrast >= 4.5) in the light and the dark theme, no box is shown twice, and no verdict is
+  left as a plain ``[result] predicted: ...; holds: ...`` line in an output;
 * **Thebe** -- every notebook page has the Live Code button, and its Thebe configuration names
   the repository, branch and BinderHub of _config.yml and the page's kernel.
 
@@ -77,6 +78,7 @@ TIMEOUT = 60.0          # seconds for one page to load, or one protocol reply
 WIDTH, HEIGHT = 1280, 1600
 TOLERANCE_PX = 2        # sub-pixel rounding; a clipped character is wider than this
 SHOT_MAX_PX = 16000     # full-page screenshots are cut at this height
+MIN_CONTRAST = 4.5      # WCAG AA for text: every part of a verdict box, light and dark theme
 # The chapters that test the paper's theorems: each must show its verdicts as boxes.
 THEOREM_CHAPTERS = ("book/supervised", "book/pretraining", "book/finetuning",
                     "book/label_complexity")
@@ -452,6 +454,34 @@ PROBE = r"""((mathjax) => {
                   catch (e) { return {error: String(e)}; } });
   const outputs = [...document.querySelectorAll('div.cell_output')]
       .map(o => o.innerText || '');
+  // WCAG contrast of an element's text on its composited background, in the light and dark theme
+  const rgba = c => { const m = /rgba?\(([^)]+)\)/.exec(c);
+    const p = m ? m[1].split(/[ ,\/]+/).filter(Boolean).map(Number) : [0, 0, 0, 0];
+    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+  const background = el => { const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0) layers.push(c);
+      if (c[3] >= 1) break; }
+    let out = [255, 255, 255];
+    for (const c of layers.reverse()) out = out.map((v, i) => c[i] * c[3] + v * (1 - c[3]));
+    return out; };
+  const lum = rgb => rgb.map(v => { v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const contrast = el => { const a = lum(rgba(getComputedStyle(el).color).slice(0, 3));
+    const b = lum(background(el));
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); };
+  const parts = '.verdict-result, .verdict-outcome, .verdict-row, .verdict-key';
+  const themes = {};
+  const before = document.documentElement.getAttribute('data-theme');
+  for (const theme of ['light', 'dark']) {
+    document.documentElement.setAttribute('data-theme', theme);
+    themes[theme] = [...document.querySelectorAll('div.verdict')].map(v =>
+      Math.min(...[...v.querySelectorAll(parts)].map(contrast)));
+  }
+  if (before === null) document.documentElement.removeAttribute('data-theme');
+  else document.documentElement.setAttribute('data-theme', before);
   return {
     url: location.href,
     title: document.title,
@@ -473,7 +503,8 @@ PROBE = r"""((mathjax) => {
            version: (window.MathJax && MathJax.version) || null,
            scripts: scripts.filter(s => /mathjax/i.test(s)),
            raw},
-    verdicts: [...document.querySelectorAll('div.verdict')].map(v => ({
+    verdicts: [...document.querySelectorAll('div.verdict')].map((v, i) => ({
+      contrast: {light: themes.light[i], dark: themes.dark[i]},
       classes: [...v.classList],
       result: (v.querySelector('.verdict-result') || {}).textContent || '',
       outcome: (v.querySelector('.verdict-outcome') || {}).textContent || '',
@@ -591,6 +622,10 @@ def verdict_problems(shown: dict, required: bool) -> list[str]:
         if v["outcome"].strip() != words[cls[0]]:
             bad.append(f"verdict {v['result']!r}: outcome {v['outcome']!r} under {cls[0]}")
         colours.setdefault(cls[0], set()).add(v["outcome_color"])
+        for theme, ratio in v["contrast"].items():
+            if not ratio >= MIN_CONTRAST:
+                bad.append(f"verdict {v['result']!r}: text contrast {ratio:.2f} in the {theme} "
+                           f"theme (WCAG AA needs {MIN_CONTRAST})")
     names = [v["result"] for v in shown["verdicts"]]
     bad += [f"verdict {n!r} shown {names.count(n)} times (result names are unique in the book)"
             for n in sorted(set(names)) if names.count(n) > 1]
@@ -820,7 +855,10 @@ MATHJAX_CONFIG = """<script>window.MathJax = {tex: {inlineMath: [['\\\\(', '\\\\
 PAGE = """<!DOCTYPE html><html data-theme="light"><head><meta charset="utf-8">
 <link rel="stylesheet" href="verdict.css">{head}
 <style>body {{ margin: 0; font: 16px sans-serif; }}
-article {{ width: 700px; margin-left: 100px; }} pre {{ overflow-x: auto; }}</style>
+article {{ width: 700px; margin-left: 100px; }} pre {{ overflow-x: auto; }}
+html[data-theme=dark] body {{ background: #14181e; color: #ced6dd;
+  --pst-color-text-base: #ced6dd; --pst-color-text-muted: #9ca4af; }}
+html[data-theme=dark] .light-card {{ background: #ced6dd; }}</style>
 </head><body class="tex2jax_ignore"><article class="bd-article">{body}</article></body></html>"""
 
 GOOD = """
@@ -839,7 +877,7 @@ BAD = """
 <div class="cell_input"><div class="highlight"><pre>{long}</pre></div></div>
 <div class="cell_output"><div class="output text_plain"><div class="highlight"><pre>[Theorem 4.3] predicted: n &gt;= 1; measured: n = 3; holds: yes</pre></div></div></div>
 <div class="cell_output"><div class="output text_html"><table style="width: 1400px"><tr><td>wide</td></tr></table></div></div>
-<div class="cell_output"><div class="output text_html"><div class="verdict verdict-holds" style="min-width: 1500px"><div class="verdict-head"><span class="verdict-result">Theorem 9.9</span><span class="verdict-outcome">does NOT hold</span></div></div></div></div>
+<div class="cell_output"><div class="output text_html light-card"><div class="verdict verdict-holds" style="min-width: 1500px"><div class="verdict-head"><span class="verdict-result">Theorem 9.9</span><span class="verdict-outcome">does NOT hold</span></div></div></div></div>
 """
 
 
@@ -901,6 +939,7 @@ def test_control_flags_overflow_raw_latex_and_mathjax_errors(control, tab):
     verdicts = verdict_problems(shown, required=True)
     assert any("outcome 'does NOT hold' under verdict-holds" in v for v in verdicts), verdicts
     assert any(v.startswith("verdict shown as plain text") for v in verdicts), verdicts
+    assert any("contrast" in v and "dark theme" in v for v in verdicts), verdicts  # light card
     assert verdict_problems({**shown, "verdicts": [], "outputs": [], "blocks": []},
                             required=True) == ["no verdict box on a theorem chapter"]
     twice = {**shown, "verdicts": shown["verdicts"] * 2, "outputs": [], "blocks": []}
