@@ -27,6 +27,7 @@ from .config import DataConfig, SupervisedConfig, replace
 from .data import cell_seed, make_dataset, stream
 from .losses import logistic, logistic_grad
 from .models import init_cnn
+from .training import _diverged
 
 __all__ = ["supervised_cells", "kou_grid", "KOU", "METRICS"]
 
@@ -101,8 +102,10 @@ def _cells(seeds: list[int], mu: list[float], n: int, data: DataConfig,
         f = torch.baddbmm(hn[:, 0] - hn[:, 1], h[:, 0] - h[:, 1], pn).div_(m)
         return y[:, None] * f, (d_p, d_m), d_no                        # margins (S, J, n)
 
-    for _ in range(cfg.steps):
+    for t in range(cfg.steps):
         margin, (d_p, d_m), d_no = forward()
+        if not bool(torch.isfinite(margin).all()):   # as fit(): never a silent NaN or inf
+            raise _diverged(t, lr)
         g = logistic_grad(margin) * wy                                 # (S, J, n) dL/df_i
         g_pm = torch.bmm(g, pn.transpose(1, 2))[:, None, :, None, :]   # (S, 1, J, 1, 2)
         gamma.addcmul_(d_p * g_pm[..., 0] - d_m * g_pm[..., 1], g_scale)
@@ -128,6 +131,8 @@ def _cells(seeds: list[int], mu: list[float], n: int, data: DataConfig,
         te_err.append(((tm < 0).to(dtype) + 0.5 * (tm == 0).to(dtype)).mean(1))
     out["test_loss"] = torch.stack(te_loss, 1)
     out["test_error"] = torch.stack(te_err, 1)
+    if not all(bool(torch.isfinite(v).all()) for v in out.values()):
+        raise _diverged(cfg.steps, lr)
     return {k: out[k].cpu().double().numpy() for k in METRICS}
 
 
