@@ -26,6 +26,10 @@ test: unit nbval browser
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not browser" -p no:cacheprovider
+	# again with 2 torch threads, the tests where threads change the kernels (issue 11)
+	SIMCLR_TEST_THREADS=2 $(BIN)/python -m pytest -q -p no:cacheprovider -k "not stream" \
+	  tests/test_decomposition.py tests/test_coefficient_equivalence.py tests/test_batching.py \
+	  tests/test_reproducibility.py tests/test_properties.py tests/test_reliability.py
 
 nbval: $(STAMP)
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=600 \

@@ -50,7 +50,7 @@ def test_no_two_of_1e5_seed_stream_pairs_draw_the_same_numbers():
     assert _collisions(sl.stream, SEEDS) == []
 
 
-def test_control_the_old_32_bit_recipe_collides_on_the_same_pairs():
+def test_control_the_old_32_bit_stream_recipe_collides_on_the_same_pairs():
     """The collision check can fail: over the same pairs the old recipe draws
     stream(1539, "pretrain_init") == stream(2334, "test") (the collision the issue found)."""
     hits = _collisions(_old_stream, SEEDS)
