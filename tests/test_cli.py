@@ -134,6 +134,23 @@ def test_help_is_plain_and_light():
     print(f"python -m simclr_lib --help: {time.perf_counter() - t0:.2f} s")
 
 
+def test_import_is_lazy():
+    """`import simclr_lib` loads neither torch, matplotlib nor the sweeps; the names and the
+    submodules (sl.sweeps, sl.plotting) load on first use."""
+    code = ("import sys; import simclr_lib as sl; "
+            "heavy = ('torch', 'matplotlib', 'simclr_lib.sweeps', 'simclr_lib.plotting'); "
+            "assert not [m for m in heavy if m in sys.modules]; "
+            "assert 'supervised_grid' in dir(sl.sweeps) and callable(sl.plotting.setup); "
+            "assert sl.run_supervised.__module__ == 'simclr_lib.pipelines'; "
+            "assert set(sl.__all__) <= set(dir(sl)) and 'load_sweep' in sl.__all__; "
+            "from simclr_lib import DataConfig, verdict; print('ok')")
+    run = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        sl.nope
+
+
 def test_resume_log_line(tmp_path, capsys):
     out = tmp_path / "a.npz"
     argv = ["alignment", "--n0s", "6", "12", "--snrs", "0.8", "--seeds", "0", "1", "--d", "24",
