@@ -97,7 +97,7 @@ def label_complexity(result, threshold: float, metric: str = "test_loss") -> np.
     """``n*``: the smallest labeled sample size ``n`` of a sweep whose *mean over seeds* of
     ``metric`` is strictly below ``threshold``, NaN where no ``n`` of the grid is.
 
-    ``result`` is a :class:`~simclr_lib.sweeps.SweepResult` whose first axis is ``n``
+    ``result`` is a ``SweepResult`` (``simclr_lib.sweeps``) whose first axis is ``n``
     (``supervised_grid``, ``simclr_grid``); the answer has one entry per cell of the other axes
     (e.g. one per SNR of an ``(n, snr)`` sweep). The criterion is the chosen metric of the
     seed mean (default the test loss, the quantity Theorems 4.2 and 4.3 bound), not a

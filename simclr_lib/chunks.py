@@ -199,8 +199,8 @@ def execute(kind: str, fn: Callable[..., dict[str, np.ndarray]], jobs: Sequence[
 
     Cached chunks are loaded, not run; a chunk is written to the cache as soon as it finishes,
     so an interrupted sweep keeps its finished chunks (an exception leaving here carries
-    ``chunks_saved`` and ``chunks_total``). ``progress``: see :mod:`simclr_lib.progress`. Returns the chunk counts
-    ``{"total", "computed", "cached"}``.
+    ``chunks_saved`` and ``chunks_total``). ``progress``: see :mod:`simclr_lib.progress`.
+    Returns the chunk counts ``{"total", "computed", "cached"}``.
     """
     cache = None if cache_dir is None else Path(cache_dir)
     if cache is not None:

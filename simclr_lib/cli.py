@@ -143,16 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # the option that sets each checked name (the first word of a ValueError's message)
-_OPTIONS = {"n": "--ns", "ns": "--ns", "snr": "--snrs", "snrs": "--snrs", "mu_norms": "--mu-norms",
-            "ds": "--ds", "d": "--d", "m": "--m", "sigma_p": "--sigma-p", "p": "--p", "q": "--q",
-            "sigma0": "--sigma0", "lr": "--lr", "n_test": "--n-test", "n0": "--n0",
-            "n0s": "--n0s", "n0_snr2": "--n0-snr2", "tau": "--tau", "lam": "--lam",
-            "memory_gb": "--memory-gb", "seed": "--seeds", "seeds": "--seeds",
-            "device": "--device", "ft.m": "--m"}
+_OPTIONS = {"n": "--ns", "snr": "--snrs", "seed": "--seeds", "ft.m": "--m",
+            **{k: "--" + k.replace("_", "-") for k in (
+                "ns", "snrs", "mu_norms", "ds", "d", "m", "sigma_p", "p", "q", "sigma0", "lr",
+                "n_test", "n0", "n0s", "n0_snr2", "tau", "lam", "memory_gb", "seeds", "device")}}
 
 
-class _Error(Exception):
-    """A one-line command-line error."""
+class _Error(Exception):                     # a one-line command-line error
+    pass
 
 
 def _option_error(err: ValueError, steps: str = "--steps") -> _Error:
@@ -188,8 +186,8 @@ def _configs(a: argparse.Namespace):
 
 
 def _check_device(device: str) -> None:
-    if device == "cpu":
-        return                                  # no torch needed to know that
+    if device == "cpu":                         # no torch needed to know that
+        return
     if not re.fullmatch(r"cuda(:\d+)?", device):
         raise _Error(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     from ._validate import check_device
@@ -246,7 +244,7 @@ def _key(a: argparse.Namespace) -> str:
 
 
 def save_result(res, path: Path, config: dict) -> None:
-    """Write a sweep to ``.npz`` or ``.json`` with ``config`` (see ``results.save_sweep``)."""
+    """Write a sweep to ``.npz`` or ``.json`` with ``config`` (``results.save_sweep``)."""
     from .results import save_sweep
     save_sweep(res, path, config)
 
@@ -254,13 +252,11 @@ def save_result(res, path: Path, config: dict) -> None:
 def _up_to_date(out: Path, key: str, t0: float, sweep: str) -> bool:
     """A finished result of the same command: record this rerun's time beside the original."""
     from .results import load_sweep
-    if not out.is_file():
-        return False
     try:
-        res = load_sweep(out)
+        res = load_sweep(out) if out.is_file() else None
     except (ValueError, KeyError, OSError, json.JSONDecodeError):
-        return False
-    if res.config.get("key") != key:
+        res = None
+    if res is None or res.config.get("key") != key:
         return False
     seconds = round(time.perf_counter() - t0, 3)
     save_result(res, out, {**res.config, "rerun_seconds": seconds})
@@ -275,11 +271,11 @@ def _run(a: argparse.Namespace, data, ft, pre, seeds, cache):
     from .sweeps import alignment_grid, simclr_grid, supervised_grid
     if a.threads is not None:
         torch.set_num_threads(a.threads)
-    client = executor = None
+    client = None
     if a.scheduler:
         from distributed import Client   # only needed for a cluster
         client = Client(a.scheduler)
-        executor = client.get_executor()
+    executor = None if client is None else client.get_executor()
     kw = dict(executor=executor, memory_gb=a.memory_gb, device=a.device,
               dtype=getattr(torch, a.dtype), cache_dir=cache, progress=a.progress,
               pairing=a.pairing)
@@ -334,13 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .training import DivergenceError
         saved = getattr(err, "chunks_saved", 0)
         what = "a run diverged" if isinstance(err, DivergenceError) else type(err).__name__
-        msg = " ".join(str(err).split())
-        print(f"{prog}: error: {what}: {msg} ({saved} finished chunks kept{where})",
-              file=sys.stderr)
+        msg = " ".join(str(err).split())                  # one line
+        print(f"{prog}: error: {what}: {msg} ({saved} finished chunks kept{where})", file=sys.stderr)
         return 1
     seconds = round(time.perf_counter() - t0, 3)
-    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
-    args["seeds"] = seeds
+    args = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, "seeds": seeds}
     config = {**res.config, "argv": list(sys.argv[1:] if argv is None else argv), "args": args,
               "key": key, "seconds": seconds}
     try:

@@ -92,12 +92,17 @@ def load_sweep(path: str | os.PathLike) -> SweepResult:
         raise ValueError(f"path must end in .npz or .json, got {str(path)!r}")
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
-    if path.suffix == ".npz":
-        with np.load(path) as z:
-            head = {k: json.loads(str(z[k])) for k in ("axes", "config", "chunks")}
-            head["metric"] = str(z["metric"])
-            metrics = {k[len("metric_"):]: z[k] for k in z.files if k.startswith("metric_")}
-    else:
-        head = json.loads(path.read_text())
-        metrics = {k: np.asarray(v, dtype=float) for k, v in head["metrics"].items()}
-    return SweepResult(None, head["axes"], head["metric"], head["config"], head["chunks"], metrics)
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as z:
+                head = {k: json.loads(str(z[k])) for k in ("axes", "config", "chunks")}
+                head["metric"] = str(z["metric"])
+                metrics = {k[len("metric_"):]: z[k] for k in z.files if k.startswith("metric_")}
+        else:
+            head = json.loads(path.read_text())
+            metrics = {k: np.asarray(v, dtype=float) for k, v in head["metrics"].items()}
+        return SweepResult(None, head["axes"], head["metric"], head["config"], head["chunks"],
+                           metrics)
+    except KeyError as err:
+        raise ValueError(f"{str(path)!r} is not a sweep result (no {err.args[0]!r}; "
+                         "written by save_sweep or the command line?)") from None

@@ -2,7 +2,7 @@
 
 Every sweep lays its grid out as named runs (:class:`Run`: the cell's values by axis name,
 its seed, its position in the result), groups them into chunks that fit a memory budget
-(``memory_gb``) and hands the chunks to the engine (:mod:`simclr_lib.chunks`), which runs
+(``memory_gb``) and hands the chunks to the engine (``simclr_lib.chunks``), which runs
 them here or on any ``concurrent.futures.Executor`` (a process pool,
 ``dask.distributed.Client.get_executor()``) and, with ``cache_dir``, keeps each finished
 chunk so an interrupted sweep resumes without recomputing (``python -m simclr_lib``).
@@ -13,7 +13,7 @@ of those parameters trained on its own.
 a row share their data and start (differences between cells have less variance);
 ``pairing="independent"`` runs cell ``index`` of seed ``s`` as ``cell_seed(s, *index)``.
 ``progress=None`` shows a bar over the chunks in interactive sessions only
-(:mod:`simclr_lib.progress`). Save and load results with ``save_sweep`` / ``load_sweep``.
+(``simclr_lib.progress``). Save and load results with ``save_sweep`` / ``load_sweep``.
 """
 from __future__ import annotations
 
@@ -168,12 +168,14 @@ def supervised_grid(ns: Sequence[int], snrs: Sequence[float] | None = None,
         strength, values = "mu_norm", _grid("mu_norms", mu_norms, "float", low_open=False)
     seeds, memory_gb, device, dtype = _common(seeds, memory_gb, device, dtype, executor, pairing)
     axes = {"n": ns, **({} if ds is None else {"d": ds}), strength: values}
+    # a block: the runs of one (n, d) (paired) or one (n, d, signal strength) (independent)
     blocks: dict[tuple, list[Run]] = {}
     for run in grid_runs(axes, seeds, pairing):
         key = (run.at["n"], run.at.get("d", data.d))
         blocks.setdefault(key if pairing == "paired" else (*key, run.index[-1]), []).append(run)
     jobs = []
-    for (n, d, *_), runs in blocks.items():
+    for runs in blocks.values():
+        n, d = runs[0].at["n"], runs[0].at.get("d", data.d)
         block_data = replace(data, d=d)
         budget = memory_gb * 2 ** 30 - draw_bytes(max(n, cfg.n_test), d, dtype)
         # the block's runs are in (signal strength, seed) order
@@ -301,8 +303,11 @@ def simclr_grid(ns: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
     # (and its fine-tuning programs) at no padding cost: chunks are cut by memory only
     jobs = []
     draw = draw_bytes(max(ft.n_test, *n0.values()), data.d, dtype)
-    for g in cut([n0[snr] for _, snr in keys], nbytes, memory_gb, lambda k: 0.0, draw):
-        us = [{"seed": keys[i][0], "snr": keys[i][1], "n0": n0[keys[i][1]]} for i in g]
+    first = [units[k][0] for k in keys]                   # a unit's seed and snr, by name
+    for g in cut([n0[first[i].at["snr"]] for i in range(len(keys))], nbytes, memory_gb,
+                 lambda k: 0.0, draw):
+        us = [{"seed": first[i].seed, "snr": first[i].at["snr"], "n0": n0[first[i].at["snr"]]}
+              for i in g]
         rs = [(u, run) for u, i in enumerate(g) for run in units[keys[i]]]
         jobs.append(([run.pos for _, run in rs],
                      (us, [{"unit": u, "n": run.at["n"]} for u, run in rs], data, pre, ft,

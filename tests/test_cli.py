@@ -134,6 +134,23 @@ def test_help_is_plain_and_light():
     print(f"python -m simclr_lib --help: {time.perf_counter() - t0:.2f} s")
 
 
+def test_import_is_lazy():
+    """`import simclr_lib` loads neither torch, matplotlib nor the sweeps; the names and the
+    submodules (sl.sweeps, sl.plotting) load on first use."""
+    code = ("import sys; import simclr_lib as sl; "
+            "heavy = ('torch', 'matplotlib', 'simclr_lib.sweeps', 'simclr_lib.plotting'); "
+            "assert not [m for m in heavy if m in sys.modules]; "
+            "assert 'supervised_grid' in dir(sl.sweeps) and callable(sl.plotting.setup); "
+            "assert sl.run_supervised.__module__ == 'simclr_lib.pipelines'; "
+            "assert set(sl.__all__) <= set(dir(sl)) and 'load_sweep' in sl.__all__; "
+            "from simclr_lib import DataConfig, verdict; print('ok')")
+    run = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        sl.nope
+
+
 def test_resume_log_line(tmp_path, capsys):
     out = tmp_path / "a.npz"
     argv = ["alignment", "--n0s", "6", "12", "--snrs", "0.8", "--seeds", "0", "1", "--d", "24",
@@ -278,8 +295,8 @@ def test_failed_save_keeps_the_finished_chunks(tmp_path, capsys, monkeypatch):
 
 
 # A sweep of 6 one-run chunks that each take a noticeable time, for the signal tests.
-SLOW = ["supervised", "--ns", "40", "--snrs", "0.5", "1.0", "2.0", "--seeds", "0:2", "--d", "100",
-        "--m", "2", "--steps", "6000", "--n-test", "50", "--memory-gb", "1e-7", "--threads", "1",
+SLOW = ["supervised", "--ns", "40", "--snrs", "0.5", "1.0", "2.0", "--seeds", "0:2", "--d", "60",
+        "--m", "2", "--steps", "3000", "--n-test", "50", "--memory-gb", "1e-7", "--threads", "1",
         "--no-progress"]
 
 
@@ -309,11 +326,10 @@ def test_sigkill_mid_chunk_then_rerun(tmp_path):
     for f in kept:                                    # every chunk under its real name is whole
         with np.load(f) as z:
             assert set(z.files) == {"train_loss", "test_loss", "test_error"}
-    rerun = module(*SLOW, "--out", str(out))
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"6 chunks, {6 - len(kept)} computed, {len(kept)} from cache" in rerun.stderr
+    assert cli.main([*SLOW, "--out", str(out)]) == 0            # the rerun, in this process
+    assert sl.load_sweep(out).chunks == {"total": 6, "computed": 6 - len(kept), "cached": len(kept)}
     whole = tmp_path / "whole.npz"
-    assert module(*SLOW, "--out", str(whole), "--no-cache").returncode == 0
+    assert cli.main([*SLOW, "--out", str(whole), "--no-cache"]) == 0
     a, b = sl.load_sweep(out), sl.load_sweep(whole)
     for k in a.metrics:
         np.testing.assert_array_equal(a.metrics[k], b.metrics[k])
@@ -330,8 +346,8 @@ def test_ctrl_c_says_how_many_chunks_are_saved(tmp_path):
     assert err[-1].endswith(f"interrupted: {saved} of 6 chunks saved in {chunks}; rerun the "
                             "same command to resume"), err
     assert "Traceback" not in "\n".join(err)
-    rerun = module(*SLOW, "--out", str(out))
-    assert f"6 chunks, {6 - saved} computed, {saved} from cache" in rerun.stderr
+    assert cli.main([*SLOW, "--out", str(out)]) == 0
+    assert sl.load_sweep(out).chunks == {"total": 6, "computed": 6 - saved, "cached": saved}
 
 
 def test_console_script():

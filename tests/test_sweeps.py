@@ -376,6 +376,9 @@ def test_load_sweep_round_trip(tmp_path, suffix, whole):
         sl.load_sweep(tmp_path / "x.csv")
     with pytest.raises(ValueError, match="is not a file"):
         sl.load_sweep(tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", values=np.zeros(3))
+    with pytest.raises(ValueError, match="is not a sweep result"):
+        sl.load_sweep(tmp_path / "other.npz")
 
 
 def test_progress_default_is_interactive_only(monkeypatch, capsys):
