@@ -28,7 +28,7 @@ from .data import cell_seed, make_dataset, stream
 from .losses import logistic, logistic_grad
 from .models import init_cnn
 
-__all__ = ["supervised_cells", "kou_grid", "KOU", "METRICS"]
+__all__ = ["supervised_cells", "kou_grid", "kou_configs", "save_kou_grid", "KOU", "METRICS"]
 
 METRICS = ("train_loss", "test_loss", "test_error")
 
