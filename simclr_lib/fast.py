@@ -29,7 +29,7 @@ from .losses import logistic, logistic_grad
 from .models import init_cnn
 from .training import _diverged
 
-__all__ = ["supervised_cells", "kou_grid", "KOU", "METRICS"]
+__all__ = ["supervised_cells", "kou_grid", "kou_configs", "save_kou_grid", "KOU", "METRICS"]
 
 METRICS = ("train_loss", "test_loss", "test_error")
 
