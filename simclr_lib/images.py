@@ -181,6 +181,9 @@ def pretrain_encoder(unlabeled: torch.Tensor, mean: torch.Tensor, seeds: Sequenc
     res = pretrain(W0, data, views, cfg.tau, lr, cfg.pre_steps, cfg.loss, stop, cfg.logit_stop,
                    record_every=1)
     res.data, res.view, res.W0, res.lr = data, views, W0, lr
+    if direction is None:               # nothing to align with: not applicable, not "0"
+        for k in ("align_mean", "align_min"):
+            res.history.metrics[k] = np.full_like(res.history.metrics[k], np.nan)
     return res
 
 
