@@ -236,7 +236,15 @@ def save_kou_grid(path: str, workers: int = 2) -> dict:
     import resource
     import time
     from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
     workers = check_int("workers", workers)
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"path must end in .npz, got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)          # checked before the compute
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"path: cannot write to {str(path.parent)!r}")
+
     def cpu() -> float:
         r = resource.getrusage(resource.RUSAGE_CHILDREN)
         return r.ru_utime + r.ru_stime
@@ -250,9 +258,12 @@ def save_kou_grid(path: str, workers: int = 2) -> dict:
               "command": f"python -m simclr_lib.fast {path} {workers}",
               "workers": workers, "wall_s": secs,
               "cpu_s": cpu_s, "load_avg": os.getloadavg()[0], "torch": torch.__version__}
-    np.savez_compressed(path, config=json.dumps(config),
-                        **{k: res[k].astype(np.float32) for k in METRICS},
-                        ds=res["ds"], mu_norms=res["mu_norms"])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:                              # atomic: never half a file
+        np.savez_compressed(fh, config=json.dumps(config),
+                            **{k: res[k].astype(np.float32) for k in METRICS},
+                            ds=res["ds"], mu_norms=res["mu_norms"])
+    os.replace(tmp, path)
     return config
 
 
