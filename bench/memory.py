@@ -48,30 +48,31 @@ def measure_one(kind: str, size: int, over: dict, runs: int) -> dict:
     """Run in this (fresh) process: the peak RSS growth of one chunk of ``runs`` runs."""
     import torch
     import simclr_lib as sl
-    from simclr_lib import sweeps
+    from simclr_lib import chunks, sweeps
     torch.set_num_threads(1)
     data, cfg, pre = _configs(kind, over)
     seeds = list(range(runs))
     tiny = sl.DataConfig(d=50)
-    sweeps._supervised_chunk([0], [0.5], [4], tiny, sl.SupervisedConfig(steps=2, n_test=10), "cpu",
+    sweeps._supervised_chunk([0], [0.5], 4, tiny, sl.SupervisedConfig(steps=2, n_test=10), "cpu",
                              torch.float32)
     sweeps._alignment_chunk([0], [0.5], [4], tiny, sl.PretrainConfig(steps=2, stop="steps"), "cpu",
                             torch.float32)
     base = _rss()
-    if kind == "supervised":   # two SNRs per seed: the runs of a seed share its test draw
-        seeds = [s // 2 for s in range(runs)] if runs > 1 else seeds
-        sweeps._supervised_chunk(seeds, [0.1, 0.2] * (runs // 2) or [0.1], [size] * runs, data, cfg,
-                                 "cpu", torch.float32)
-        est = runs * sweeps.run_bytes("supervised", data, size, cfg=cfg) \
-            + sweeps._supervised_fixed(data, cfg, len(set(seeds)), torch.float32)   # shared draws
+    if kind == "supervised":   # a block of seeds x two signal strengths (fast.supervised_cells)
+        mus = [data.mu_norm(0.1), data.mu_norm(0.2)] if runs > 1 else [data.mu_norm(0.1)]
+        seeds = list(range(max(1, runs // len(mus))))
+        sweeps._supervised_chunk(seeds, mus, size, data, cfg, "cpu", torch.float32)
+        est = len(seeds) * len(mus) * sweeps.run_bytes("supervised", data, size, cfg=cfg) \
+            + chunks.draw_bytes(max(size, cfg.n_test), data.d)        # one run's draw
     elif kind == "alignment":
         sweeps._alignment_chunk(seeds, [0.1] * runs, [size] * runs, data, pre, "cpu", torch.float32)
-        est = runs * sweeps.run_bytes("alignment", data, size, pre=pre) + sweeps._SLACK * 16 * 2000 * size
+        est = runs * sweeps.run_bytes("alignment", data, size, pre=pre) + chunks.draw_bytes(size, 2000)
     else:
-        sweeps._simclr_chunk(seeds, [0.2] * runs, [size] * runs, NS, data, pre, cfg, "cpu",
-                             torch.float32)
+        units = [{"seed": s, "snr": 0.2, "n0": size} for s in seeds]
+        sweeps._simclr_chunk(units, [{"unit": u, "n": n} for u in range(runs) for n in NS], data,
+                             pre, cfg, "cpu", torch.float32)
         est = runs * sweeps.run_bytes("simclr", data, size, cfg=cfg, pre=pre, ns=NS) \
-            + sweeps._SLACK * 16 * 2000 * max(size, cfg.n_test)        # one run's float64 draw
+            + chunks.draw_bytes(max(size, cfg.n_test), 2000)          # one run's draw
     peak = _hwm() - base
     return {"runs": runs, "peak_bytes": peak, "estimate_bytes": est}
 

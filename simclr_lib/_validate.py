@@ -5,8 +5,6 @@ import math
 import numbers
 from typing import Any, Iterable
 
-import torch
-
 
 def _is_finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
@@ -46,13 +44,15 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     return value
 
 
-def check_dtype(dtype: Any) -> torch.dtype:
+def check_dtype(dtype: Any) -> "torch.dtype":
+    import torch   # imported here: the config checks above must not pay for torch
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     return dtype
 
 
-def check_device(device: Any) -> torch.device:
+def check_device(device: Any) -> "torch.device":
+    import torch
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:

@@ -12,7 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "binomial_ci", "fraction", "loglog_fit", "bootstrap_slope", "rate_holds"]
+__all__ = ["Interval", "binomial_ci", "fraction", "loglog_fit", "bootstrap_slope", "rate_holds",
+           "label_complexity"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,28 @@ def bootstrap_slope(x: Sequence[float], y: np.ndarray, reduce=np.nanmean, boot: 
 def rate_holds(ci: Interval, predicted: float, alternatives: Sequence[float]) -> bool:
     """A rate verdict: the interval contains ``predicted`` and excludes every alternative."""
     return ci.contains(predicted) and not any(ci.contains(a) for a in alternatives)
+
+
+def label_complexity(result, threshold: float, metric: str = "test_loss") -> np.ndarray:
+    """``n*``: the smallest labeled sample size ``n`` of a sweep whose *mean over seeds* of
+    ``metric`` is strictly below ``threshold``, NaN where no ``n`` of the grid is.
+
+    ``result`` is a :class:`~simclr_lib.sweeps.SweepResult` whose first axis is ``n``
+    (``supervised_grid``, ``simclr_grid``); the answer has one entry per cell of the other axes
+    (e.g. one per SNR of an ``(n, snr)`` sweep). The criterion is the chosen metric of the
+    seed mean (default the test loss, the quantity Theorems 4.2 and 4.3 bound), not a
+    fraction of seeds. Chapters 1 and 6.
+    """
+    from ._validate import check_float
+    if not isinstance(metric, str) or metric not in result.metrics:
+        raise ValueError(f"metric must be one of {tuple(result.metrics)}, got {metric!r}")
+    high = 1.0 if metric.endswith("_error") else None
+    threshold = check_float("threshold", threshold, 0.0, high, low_open=True)
+    if list(result.axes)[0] != "n" or len(result.axes) < 3:
+        raise ValueError(f"label_complexity needs a sweep whose first axis is n, got axes "
+                         f"{tuple(result.axes)}")
+    ns = np.asarray(result.axes["n"], float)
+    order = np.argsort(ns, kind="stable")
+    below = result.mean(metric)[order] < threshold          # (len(ns), *other axes)
+    first = np.argmax(below, axis=0)
+    return np.where(below.any(axis=0), ns[order][first], np.nan)

@@ -27,7 +27,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_int("d", self.d, low=2)
-        check_positive("snr", self.snr)
+        check_float("snr", self.snr, low=0.0)   # 0: no signal (error at chance)
         check_positive("sigma_p", self.sigma_p)
         check_float("p", self.p, 0.0, 0.5, high_open=True)
         check_choice("signal_patch", self.signal_patch, ("random", "first"))
@@ -107,4 +107,7 @@ class PretrainConfig:
                              "use stop='steps' with loss='ntxent'")
 
     def step_size(self, mu_norm: float) -> float:
+        if self.lr is None and mu_norm <= 0:
+            raise ValueError("pre-training needs ||mu|| > 0 (snr > 0) for its default step size "
+                             "lam * tau / (2 ||mu||^2); set lr or use snr > 0")
         return self.lam * self.tau / (2 * mu_norm ** 2) if self.lr is None else self.lr

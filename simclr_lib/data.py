@@ -142,7 +142,7 @@ def make_dataset(cfg: DataConfig, n: int | Sequence[int], seeds: int | Sequence[
     if split not in ("train", "test", "unlabeled"):
         raise ValueError(f"split must be one of ('train', 'test', 'unlabeled'), got {split!r}")
     ns = [check_int("n", k) for k in per_run("n", n, len(seeds))]
-    snrs = [check_float("snr", s, low=0.0, low_open=True)
+    snrs = [check_float("snr", s, low=0.0)
             for s in per_run("snr", cfg.snr if snr is None else snr, len(seeds))]
     check_dtype(dtype)
     device = check_device(device)

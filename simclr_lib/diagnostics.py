@@ -46,7 +46,8 @@ def coefficient_summary(gamma: torch.Tensor, rho: torch.Tensor) -> dict[str, tor
 def alignment(W: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
     """``|cos(w_r, mu)|`` for every filter: W (R, ..., d), mu (R, d) -> (R, ...)."""
     Wf = W.reshape(W.shape[0], -1, W.shape[-1])
-    cos = torch.einsum("rkd,rd->rk", Wf, mu) / (Wf.norm(dim=-1) * mu.norm(dim=-1, keepdim=True))
+    norms = Wf.norm(dim=-1) * mu.norm(dim=-1, keepdim=True)
+    cos = torch.einsum("rkd,rd->rk", Wf, mu) / norms.clamp_min(torch.finfo(Wf.dtype).tiny)
     return cos.abs().reshape(W.shape[:-1])
 
 

@@ -22,7 +22,7 @@ from .models import init_cnn, init_encoder, split_filters
 from .training import History, PretrainResult, fit, make_stepper, pretrain
 
 __all__ = ["run_supervised", "run_finetune", "run_pretrain", "run_simclr_finetune", "SimCLRResult",
-           "pretrain_views"]
+           "pretrain_views", "split_start"]
 
 Floats = float | Sequence[float] | None
 Ints = int | Sequence[int] | None
@@ -94,6 +94,12 @@ def run_pretrain(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
     return res
 
 
+def split_start(res: PretrainResult, seeds: Sequence[int]) -> torch.Tensor:
+    """The fine-tuning start (R, 2, m, d) of pre-trained encoders: the random split of
+    Section 3.3 (Lemma 5.4), drawn from each run's own stream (``seeds[r]``)."""
+    return split_filters(res.W, [stream(s, "split") for s in check_seeds(seeds)])
+
+
 @dataclass
 class SimCLRResult:
     """The pre-training result, the split start and the fine-tuning history of the same runs."""
@@ -118,6 +124,6 @@ def run_simclr_finetune(seeds: int | Sequence[int], data: DataConfig = DataConfi
         raise ValueError(f"ft.m ({ft.m}) must equal pre.m ({pre.m}): the 2m pre-trained filters "
                          "are split into two halves of m")
     res = run_pretrain(seeds, data, pre, snr, n0, device, dtype)
-    W0 = split_filters(res.W, [stream(s, "split") for s in seeds])
+    W0 = split_start(res, seeds)
     hist = run_finetune(W0, seeds, data, ft, snr, n, device, dtype)
     return SimCLRResult(res, hist, W0)

@@ -20,6 +20,7 @@ from .data import Dataset
 from .diagnostics import alignment, coefficient_summary, decompose
 from .losses import infonce_logits, logistic, logistic_grad, nt_xent
 from .models import activation, activation_grad, cnn_logits
+from .progress import steps as _steps
 
 __all__ = ["Stepper", "WeightSpace", "CoefficientSpace", "make_stepper", "choose_method", "fit",
            "History", "pretrain", "PretrainResult", "DivergenceError"]
@@ -197,7 +198,8 @@ class CoefficientSpace:
     def weights(self) -> torch.Tensor:
         t = self.train
         sign = self.sgn[None]
-        w_mu = (sign * self.gamma / self.mu2[:, None, None])[..., None] * t.mu[:, None, None, :]
+        mu2 = self.mu2.clamp_min(torch.finfo(self.mu2.dtype).tiny)       # mu = 0: gamma stays 0
+        w_mu = (sign * self.gamma / mu2[:, None, None])[..., None] * t.mu[:, None, None, :]
         w_xi = torch.einsum("rjmi,rid->rjmd", self.rho / self.xi2[:, None, None, :], t.noise)
         return self.W0 + w_mu + w_xi
 
@@ -283,7 +285,7 @@ def fit(stepper: Stepper, y_test: torch.Tensor, wts: torch.Tensor, steps: int,
             rows.setdefault(k, []).append(v.detach().cpu().numpy())
         rec_steps.append(t)
 
-    for t in range(steps + 1):
+    for t in _steps(steps + 1, "GD"):
         if t % record_every == 0 or t == steps:
             record(t, stepper.margins())
         if t == steps:
@@ -377,7 +379,7 @@ def pretrain(W0: torch.Tensor, data: Dataset, view: Dataset, tau: float, lr: tor
     rows: dict[str, list] = {}
     rec_steps = []
     pair = mask[:, :, None] & mask[:, None, :]
-    for t in range(steps + 1):
+    for t in _steps(steps + 1, "pre-training"):
         # The encoder is linear, so dL/dW = (dL/dHH)^T U: autograd (if any) only sees (R, 2n, 2m).
         # Both products keep the 2m filters as rows (W U^T, G U): measured the faster layout.
         HT = torch.bmm(W, U.transpose(1, 2))                           # (R, 2m, 2n) = [h; h~]^T

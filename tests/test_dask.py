@@ -35,7 +35,7 @@ def test_supervised_sweep_on_dask_matches_in_process(client, tmp_path):
     res = grid(executor=client.get_executor(), cache_dir=tmp_path)
     assert res.chunks == {"total": 12, "computed": 12, "cached": 0}
     np.testing.assert_array_equal(res.values, ref.values)
-    assert len(list(tmp_path.glob("*.npy"))) == 12            # chunks from the workers are cached
+    assert len(list(tmp_path.glob("*.npz"))) == 12            # chunks from the workers are cached
     workers = client.run(lambda: __import__("os").getpid())
     assert len(set(workers.values())) == 2                    # two separate processes did the work
 

@@ -29,14 +29,20 @@ def test_d_must_be_at_least_2():
 
 
 @pytest.mark.parametrize("make", [
-    lambda: sl.DataConfig(snr=0.0),
     lambda: sl.DataConfig(snr=-0.1),
     lambda: sl.make_dataset(TINY, 4, [0], snr=-1.0),
-    lambda: sl.run_supervised([0, 1], TINY, snr=[0.5, 0.0]),
+    lambda: sl.run_supervised([0, 1], TINY, snr=[0.5, -0.1]),
 ])
-def test_snr_must_be_positive(make):
-    with raises("snr must be in (0.0, inf)"):
+def test_snr_must_be_non_negative(make):
+    with raises("snr must be in [0.0, inf)"):
         make()
+
+
+def test_pretraining_needs_a_signal():
+    """snr = 0 (no signal) is a valid data model, but pre-training's default step size
+    lam tau / (2 ||mu||^2) needs ||mu|| > 0."""
+    with raises("pre-training needs ||mu|| > 0"):
+        sl.run_pretrain([0], sl.DataConfig(d=20, snr=0.0), sl.PretrainConfig(n0=4, steps=1))
 
 
 @pytest.mark.parametrize("make, name, low", [
