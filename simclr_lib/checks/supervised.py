@@ -37,7 +37,7 @@ from ..report import Verdict, verdict
 
 __all__ = ["Study", "supervised_study", "simclr_study", "load_study", "save_study",
            "crossing", "boundary_fit", "check_boundary", "check_regime", "check_kou_law",
-           "check_label_complexity", "check_budget", "one_class_probability", "main"]
+           "check_label_complexity", "check_budget", "check_mechanism", "check_span", "one_class_probability", "main"]
 
 METRICS = ("train_loss", "test_loss", "test_error", "excess_error")
 
@@ -272,7 +272,7 @@ def check_boundary(study: Study, q: float, level: float, metric: str = "test_los
 
 
 def check_regime(ok: np.ndarray, where: np.ndarray, name: str, claim: str,
-                 high: float = 0.9, glue_as: str | None = None) -> Verdict:
+                 high: float = 0.9, glue_as: str | None = None, **values) -> Verdict:
     """"With high probability" on the runs of the cells ``where`` (n, snr): ``ok`` (n, snr,
     seed) says which runs meet the bound. Holds when the fraction's 95% binomial interval
     reaches ``high`` (consistent with a fraction >= high) and lies above 1/2."""
@@ -285,7 +285,7 @@ def check_regime(ok: np.ndarray, where: np.ndarray, name: str, claim: str,
                    f"reaches {high:g} and lies above 0.5)",
                    f"{int(runs.sum())}/{runs.size} runs = {f} over "
                    f"{int(np.asarray(where).sum())} cells", holds, glue_as,
-                   frac=f.value, lo=f.lo, hi=f.hi, runs=runs.size, high=high)
+                   frac=f.value, lo=f.lo, hi=f.hi, runs=runs.size, high=high, **values)
 
 
 def check_kou_law(study: Study, level: float, glue_as: str | None = None
@@ -389,6 +389,22 @@ def check_budget(study: Study, level: float, n: int, predicted: float = -2.0,
                 f"(n0* where n = {n} labels reach mean {metric.replace('_', ' ')} {level:g})",
                 holds, glue_as, slope=ci.value, lo=ci.lo, hi=ci.hi)
     return point, v
+
+
+def check_mechanism(benign, harmful, ratio: float, glue_as: str | None = None) -> Verdict:
+    """Theorem 4.3's mechanism on two batches of runs (histories with Definition 5.1's
+    summaries): a run agrees when it fits its labels (training error 0) and, benign,
+    ``gamma_max > rho_bar_max`` or, harmful, ``rho_bar_max > ratio * gamma_max``. Holds as
+    :func:`check_regime` on the fraction of all runs that agree."""
+    g_b, r_b = benign.last("gamma_max"), benign.last("rho_bar_max")
+    g_h, r_h = harmful.last("gamma_max"), harmful.last("rho_bar_max")
+    ok = np.concatenate([(benign.last("train_error") == 0) & (g_b > r_b),
+                         (harmful.last("train_error") == 0) & (r_h > ratio * g_h)])
+    return check_regime(ok[None, None], np.ones((1, 1), bool), "Theorem 4.3 (mechanism)",
+                        f"runs fit their labels; benign: gamma_max > rho_bar_max; harmful: "
+                        f"rho_bar_max > {ratio:g} gamma_max", glue_as=glue_as,
+                        ratio_b=float(np.median(g_b / r_b)),
+                        ratio_h=float(np.median(r_h / g_h)))
 
 
 def one_class_probability(n: int) -> float:
