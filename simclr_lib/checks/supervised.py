@@ -175,8 +175,15 @@ def save_study(study: Study, path: str | Path, command: str = "") -> None:
                         **{k: v.astype(np.float32) for k, v in study.metrics.items()})
 
 
+DATA_DIR = Path(__file__).resolve().parents[2] / "book" / "data"
+
+
 def load_study(path: str | Path) -> Study:
-    """A study written by :func:`save_study` (``command`` in ``config["command"]``)."""
+    """A study written by :func:`save_study` (``command`` in ``config["command"]``); a bare
+    file name is looked up in the book's ``book/data/``, whatever the working directory."""
+    path = Path(path)
+    if not path.exists() and path.parent == Path("."):
+        path = DATA_DIR / path
     with np.load(path) as f:
         meta = json.loads(str(f["meta"]))
         metrics = {k: f[k].astype(float) for k in METRICS}
@@ -335,14 +342,17 @@ def check_label_complexity(study: Study, level: float, predicted: float, name: s
     if not inside.any():
         from ..analysis import loglog_fit
         ci = Interval(loglog_fit(study.snrs[0], n_fit)[0], np.nan, np.nan)
+    out = int((~np.isfinite(n_star)).sum())
+    beyond = f" and > {max(study.ns)} (beyond the grid) at {out} SNRs" if out else ""
     holds = bool(np.isfinite(n_star).all() and np.isfinite(ci.lo)
                  and rate_holds(ci, predicted, [predicted - 1, predicted + 1]))
     v = verdict(name, f"n*(SNR) ~ SNR^{predicted:g}: 95% interval of the log-log slope "
                 f"contains {predicted:g}, excludes {predicted - 1:g} and {predicted + 1:g}",
                 f"slope {ci} over SNR {study.snrs[0].min():g}..{study.snrs[0].max():g}, "
-                f"n* from {np.nanmin(n_star):.3g} to {np.nanmax(n_star):.3g}, "
+                f"n* from {np.nanmin(n_star):.3g} to {np.nanmax(n_star):.3g}"
+                f"{beyond}, "
                 f"{len(study.seeds)} seeds (n* at mean {metric.replace('_', ' ')} {level:g})",
-                holds, glue_as, slope=ci.value, lo=ci.lo, hi=ci.hi,
+                holds, glue_as, slope=ci.value, lo=ci.lo, hi=ci.hi, beyond=out,
                 n_min=float(np.nanmin(n_star)), n_max=float(np.nanmax(n_star)))
     return n_star, v
 
