@@ -275,7 +275,14 @@ def check_boundary(study: Study, q: float, level: float, metric: str = "test_los
                    f"a = {a} from {used} SNRs, {len(study.seeds)} seeds "
                    f"(n* at mean {metric.replace('_', ' ')} {level:g})",
                    holds, glue_as, a=a.value, lo=a.lo, hi=a.hi, used=used, level=level,
-                   const=float(np.exp(np.nanmean(np.log(n_star) + q * np.log(study.snrs[0])))))
+                   const=_const(n_star, study.snrs[0], q))
+
+
+def _const(n_star, snrs, q):
+    """The geometric mean of ``n* SNR^q`` over the measured crossings (NaN if none)."""
+    v = np.log(n_star) + q * np.log(snrs)
+    v = v[np.isfinite(v)]
+    return float(np.exp(v.mean())) if v.size else float("nan")
 
 
 def check_regime(ok: np.ndarray, where: np.ndarray, name: str, claim: str,
