@@ -106,7 +106,8 @@ def test_registry_check_can_fail():
 
 
 def test_theorem_chapters_print_verdicts():
-    for stem in ["intro", "setting", "supervised", "pretraining", "finetuning", "label_complexity"]:
+    # the setting chapter only demonstrates definitions that hold by construction (unit tests)
+    for stem in ["intro", "supervised", "pretraining", "finetuning", "label_complexity"]:
         path = REFS / f"{stem}.ipynb"
         if not (ROOT / "book" / f"{stem}.md").exists():
             pytest.fail(f"chapter book/{stem}.md is missing")
