@@ -14,11 +14,14 @@ import torch
 
 from ..analysis import fraction
 from ..config import DataConfig, PretrainConfig, SupervisedConfig
+from ..data import stream
 from ..diagnostics import alignment
+from ..models import split_filters
+from ..pipelines import run_finetune, run_pretrain, run_supervised
 from ..report import Verdict, verdict
 from ..training import History
 
-__all__ = ["WHP", "bound_met", "by_n", "condition_4_1", "lemma_5_4", "theorem_5_5",
+__all__ = ["WHP", "experiment", "bound_met", "by_n", "condition_4_1", "lemma_5_4", "theorem_5_5",
            "gaussian_start", "theorem_4_2", "labels_vs_direct", "head_start"]
 
 WHP = 0.9            # "with high probability": at least this fraction of the seeds
@@ -93,11 +96,59 @@ def lemma_5_4(W: torch.Tensor, W_split: torch.Tensor, mu: torch.Tensor,
                    all(ok), "l54_", both=both.value, both_lo=both.lo, align=float(al.min()))
 
 
-def head_start(W0: torch.Tensor, train) -> float:
-    """Median over runs of ``max |<w, mu>| / max |<w, xi_i>|`` for a start (R, 2, m, d)."""
+def head_start(W0: torch.Tensor, train) -> np.ndarray:
+    """Per run ``max |<w, mu>| / max |<w, xi_i>|`` for a start (R, 2, m, d)."""
     s = torch.einsum("rjmd,rd->rjm", W0, train.mu).abs().amax((1, 2))
-    x = torch.einsum("rjmd,rnd->rjmn", W0, train.noise).abs().amax((1, 2, 3))
-    return (s / x).median().item()
+    x = torch.einsum("rjmd,rnd->rjmn", W0, train.noise * train.mask[..., None]).abs()
+    return (s / x.amax((1, 2, 3))).numpy()
+
+
+class Experiment:
+    """The chapter's runs: ``ft[n]`` and ``sup[n]`` map metric -> (seeds, T) for SimCLR +
+    fine-tuning and direct training on the same labels; ``W_split`` (seeds, 2, m, d) the split
+    encoders; ``align`` (seeds,) their pre-training alignment; ``head`` the head start per
+    pipeline (n, seeds); ``one_class`` (n, seeds) seeds whose labels are all one class;
+    ``steps`` the recorded steps."""
+
+    def __init__(self):
+        self.ft, self.sup, self.head = {}, {}, {"pre-trained": [], "Gaussian": []}
+        self.W_split, self.align, self.one_class, self.steps = [], [], [], None
+
+
+def experiment(seeds: Sequence[int], data: DataConfig, pre: PretrainConfig,
+               ft: SupervisedConfig, ns: Sequence[int], chunk: int = 4) -> Experiment:
+    """Pre-train each seed (``run_pretrain``), split its filters as ``run_simclr_finetune``
+    does, fine-tune it on every ``n`` in ``ns`` and train directly on the same labels.
+    Runs ``chunk`` seeds at a time and keeps only the recorded metrics (memory O(chunk))."""
+    ex, K = Experiment(), len(ns)
+    parts: dict = {"ft": [], "sup": []}
+    for i in range(0, len(seeds), chunk):
+        ss = list(seeds[i:i + chunk])
+        res = run_pretrain(ss, data, pre)
+        W_split = split_filters(res.W, [stream(s, "split") for s in ss])
+        ex.W_split.append(W_split)
+        ex.align.append(res.history.last("align_mean"))
+        del res
+        run_n = [n for n in ns for _ in ss]
+        for key, name in (("ft", "pre-trained"), ("sup", "Gaussian")):
+            if key == "ft":
+                h = run_finetune(W_split.repeat(K, 1, 1, 1), ss * K, data, ft, n=run_n)
+                y = h.train.y.reshape(K, len(ss), -1)
+                ex.one_class.append((y.abs().sum(-1) == y.sum(-1).abs()).numpy())
+            else:
+                h = run_supervised(ss * K, data, ft, n=run_n)
+            ex.head[name].append(head_start(h.W0, h.train).reshape(K, len(ss)))
+            parts[key].append(by_n(h, ns, len(ss)))
+            ex.steps = h.steps
+            del h
+    for key in ("ft", "sup"):
+        setattr(ex, key, {n: {m: np.concatenate([p[n][m] for p in parts[key]])
+                              for m in parts[key][0][n]} for n in ns})
+    ex.W_split = torch.cat(ex.W_split)
+    ex.align = np.concatenate(ex.align)
+    ex.one_class = np.concatenate(ex.one_class, 1)
+    ex.head = {k: np.concatenate(v, 1) for k, v in ex.head.items()}
+    return ex
 
 
 def _final(h: dict, name: str) -> np.ndarray:
@@ -134,7 +185,8 @@ def gaussian_start(sup: dict, loss_max: float = 0.02, gamma_max: float = 0.01,
                    f"rho_bar_max >= {rho_min}",
                    f"fractions of {ls.size} seeds: {f[0]}; {f[1]}; {f[2]} (gamma_max <= "
                    f"{g.max():.4f})", all(v.value >= WHP for v in f), "t55g_",
-                   gamma=float(g.max()))
+                   gamma=float(g.max()), ls_max=float(ls.max()),
+                   unfit=int((ls > loss_max).sum()), seeds=int(ls.size))
 
 
 def theorem_4_2(ft: dict[int, dict], ns: Sequence[int], eps: float) -> Verdict:

@@ -156,8 +156,11 @@ def shrinks(result: str, name: str, ds: Sequence[float], Y: np.ndarray,
                    lo=ci.lo, hi=ci.hi)
 
 
-def load(path: str | Path) -> dict:
-    """A study written by :func:`main`."""
+DATA_FILE = Path(__file__).resolve().parents[2] / "book" / "data" / "finite_d.json"
+
+
+def load(path: str | Path = DATA_FILE) -> dict:
+    """A study written by :func:`main` (default: the book's ``book/data/finite_d.json``)."""
     return json.loads(Path(path).read_text())
 
 
@@ -169,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="result file (.json)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     a = p.parse_args(argv)
+    if a.seeds < 1 or a.threads < 1 or min(a.ds) < 2:
+        p.error("--seeds and --threads must be >= 1 and every --ds >= 2")
     torch.set_num_threads(a.threads)
     t0 = time.time()
     res = study(a.ds, range(a.seeds), progress=True)

@@ -12,9 +12,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..analysis import Interval, binomial_ci, fraction, loglog_fit
+from ..analysis import fraction, loglog_fit
 from ..config import DataConfig, PretrainConfig
-from ..diagnostics import alignment, power_matrix, spectrum
+from ..diagnostics import power_matrix, spectrum
 from ..pipelines import run_pretrain
 from ..report import Verdict, verdict
 from ..training import pretrain
@@ -65,9 +65,10 @@ def spectra(n0s: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
     steps1 = replace(cfg, stop="steps", steps=1)
     for n0 in n0s:
         for snr in snrs:
-            res = run_pretrain(list(seeds), data, replace(steps1, n0=n0), snr=snr,
-                               dtype=torch.float64)
-            for r in range(res.data.runs):
+            for seed in seeds:               # one run at a time: memory O(n0 d)
+                res = run_pretrain([seed], data, replace(steps1, n0=n0), snr=snr,
+                                   dtype=torch.float64)
+                r = 0
                 lr = float(res.lr[r])
                 lam = 2 * lr * float(res.data.mu[r].norm()) ** 2 / cfg.tau
                 ev, v1 = spectrum(res.data, res.view, cfg.tau, lr, run=r, k=2)
