@@ -116,7 +116,7 @@ class Experiment:
 
 
 def experiment(seeds: Sequence[int], data: DataConfig, pre: PretrainConfig,
-               ft: SupervisedConfig, ns: Sequence[int], chunk: int = 4) -> Experiment:
+               ft: SupervisedConfig, ns: Sequence[int], chunk: int = 2) -> Experiment:
     """Pre-train each seed (``run_pretrain``), split its filters as ``run_simclr_finetune``
     does, fine-tune it on every ``n`` in ``ns`` and train directly on the same labels.
     Runs ``chunk`` seeds at a time and keeps only the recorded metrics (memory O(chunk))."""
