@@ -105,6 +105,10 @@ class PretrainConfig:
     loss: str = "infonce"          # "infonce" (paper, inner product) or "ntxent" (cosine, symmetric)
     aug_rho: float = 0.0           # augmentation noise correlation; 0 is the ideal augmentation
     record_every: int = 5          # diagnostics every k steps
+    fresh_views: bool = False      # True: a fresh positive view every step (practice); False:
+    #                                views drawn once, a fixed loss L(W) as in the analysis
+    lr_from: str = "mu"            # how lr=None is set: "mu" uses the true ||mu|| (an oracle);
+    #                                "data" makes lambda_1 of A, computed from the pairs, = lam
 
     def __post_init__(self) -> None:
         _set(self, "n0", check_int("n0", self.n0, low=2))
@@ -120,6 +124,9 @@ class PretrainConfig:
         _set(self, "loss", check_choice("loss", self.loss, ("infonce", "ntxent")))
         _set(self, "aug_rho", check_float("aug_rho", self.aug_rho, 0.0, 1.0))
         _set(self, "record_every", check_int("record_every", self.record_every))
+        if not isinstance(self.fresh_views, bool):
+            raise ValueError(f"fresh_views must be True or False, got {self.fresh_views!r}")
+        _set(self, "lr_from", check_choice("lr_from", self.lr_from, ("mu", "data")))
         if self.stop == "linear_phase" and self.loss != "infonce":
             raise ValueError("stop='linear_phase' needs loss='infonce' (cosine logits are bounded); "
                              "use stop='steps' with loss='ntxent'")

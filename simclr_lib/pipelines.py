@@ -10,14 +10,17 @@ separate streams of ``seeds[r]``, so the two pipelines see the *same* labels for
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ._validate import check_device, check_dtype, check_instance, check_int, check_seeds, per_run
 from .config import DataConfig, PretrainConfig, SupervisedConfig
-from .data import Dataset, augment, make_dataset, stream
+from .data import Dataset, _noise, augment, make_dataset, stream
+from .diagnostics import _low_rank
 from .models import init_cnn, init_encoder, split_filters
 from .training import History, PretrainResult, fit, make_stepper, pretrain
 
@@ -103,10 +106,18 @@ def run_pretrain(seeds: int | Sequence[int], data: DataConfig = DataConfig(),
     unl, view = pretrain_views(seeds, data, cfg, snr, n0, device, dtype)
     W0 = init_encoder([stream(s, "pretrain_init") for s in seeds], cfg.m, data.d, cfg.sigma0,
                       dtype, device)
-    mu_norms = unl.mu.norm(dim=1).tolist()
-    lr = torch.tensor([cfg.step_size(a) for a in mu_norms], dtype=dtype, device=device)
+    draw = None
+    if cfg.fresh_views:   # the "augment" stream continued: its first draw is `view` above
+        draw = _view_drawer(unl, seeds, data.sigma_p, cfg.aug_rho)
+        view = draw()
+    if cfg.lr is None and cfg.lr_from == "data":   # lambda_1(A) = lam, from the pairs alone
+        lr = torch.tensor([cfg.lam / _top_eig(unl, view, cfg.tau, r) for r in range(unl.runs)],
+                          dtype=dtype, device=device)
+    else:
+        mu_norms = unl.mu.norm(dim=1).tolist()
+        lr = torch.tensor([cfg.step_size(a) for a in mu_norms], dtype=dtype, device=device)
     res = pretrain(W0, unl, view, cfg.tau, lr, cfg.steps, cfg.loss, cfg.stop, cfg.logit_stop,
-                   cfg.record_every)
+                   cfg.record_every, draw)
     res.data, res.view, res.W0, res.lr = unl, view, W0, lr
     return res
 
@@ -115,6 +126,32 @@ def split_start(res: PretrainResult, seeds: Sequence[int]) -> torch.Tensor:
     """The fine-tuning start (R, 2, m, d) of pre-trained encoders: the random split of
     Section 3.3 (Lemma 5.4), drawn from each run's own stream (``seeds[r]``)."""
     return split_filters(res.W, [stream(s, "split") for s in check_seeds(seeds)])
+
+
+def _view_drawer(unl: Dataset, seeds: list[int], sigma_p: float, rho: float):
+    """Fresh positive views on every call, from each run's "augment" stream (the first call
+    returns exactly ``augment(unl, seeds, sigma_p, rho)``)."""
+    gens = [stream(s, "augment") for s in seeds]
+    sizes = unl.mask.sum(1).tolist()
+
+    def draw() -> Dataset:
+        fresh = torch.zeros_like(unl.noise, device="cpu")
+        for r, (g, k) in enumerate(zip(gens, sizes)):
+            fresh[r, :k] = _noise(g, k, unl.d, sigma_p, unl.noise.dtype)
+        fresh = fresh.to(unl.noise.device) * unl.mask[..., None]
+        return replace(unl, noise=rho * unl.noise + math.sqrt(1.0 - rho ** 2) * fresh)
+    return draw
+
+
+def _top_eig(unl: Dataset, view: Dataset, tau: float, run: int) -> float:
+    """lambda_1 of Lemma 5.1's M (A with eta = 1) for one run, by Lanczos on its low-rank form:
+    a statistic of the unlabeled pairs only (no ||mu||)."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+    U, K = _low_rank(unl, view, tau, 1.0, run)
+    U, K = U.double().cpu().numpy(), K.double().cpu().numpy()
+    op = LinearOperator((U.shape[1],) * 2, matvec=lambda v: U.T @ (K @ (U @ v)), dtype=float)
+    v0 = np.ones(U.shape[1]) / np.sqrt(U.shape[1])
+    return float(eigsh(op, k=1, which="LA", v0=v0, tol=1e-6)[0][0])
 
 
 @dataclass

@@ -404,7 +404,7 @@ def _infonce_grad(HT: torch.Tensor, n: int, tau: float, mask: torch.Tensor, bloc
 
 def pretrain(W0: torch.Tensor, data: Dataset, view: Dataset, tau: float, lr: torch.Tensor,
              steps: int, loss: str = "infonce", stop: str = "linear_phase",
-             logit_stop: float = 1.0, record_every: int = 5) -> PretrainResult:
+             logit_stop: float = 1.0, record_every: int = 5, views=None) -> PretrainResult:
     """SimCLR pre-training by full-batch GD on the unlabeled pairs ``(x_i, x~_i)``.
 
     Parameters
@@ -413,6 +413,8 @@ def pretrain(W0: torch.Tensor, data: Dataset, view: Dataset, tau: float, lr: tor
     lr : (R,) step size per run. stop : ``"steps"`` runs all ``steps``; ``"linear_phase"``
         freezes a run when its largest ``|<h_i, h~_j>|/tau`` first passes ``logit_stop``,
         the end of the power-method phase of Lemma 5.1.
+    views : optional callable returning the next positive views (a Dataset like ``view``),
+        called before every step after the first: fresh augmentation each step.
     """
     check_choice("loss", loss, ("infonce", "ntxent"))
     check_choice("stop", stop, ("linear_phase", "steps"))
@@ -429,6 +431,10 @@ def pretrain(W0: torch.Tensor, data: Dataset, view: Dataset, tau: float, lr: tor
     rec_steps = []
     pair = mask[:, :, None] & mask[:, None, :]
     for t in _steps(steps + 1, "pre-training"):
+        if views is not None and t > 0:                                # fresh views each step
+            v = views()
+            U[:, n:] = v.noise
+            U[:, n:].addcmul_(v.y_true[..., None], v.mu[:, None, :])
         # The encoder is linear, so dL/dW = (dL/dHH)^T U: autograd (if any) only sees (R, 2n, 2m).
         # Both products keep the 2m filters as rows (W U^T, G U): measured the faster layout.
         HT = torch.bmm(W, U.transpose(1, 2))                           # (R, 2m, 2n) = [h; h~]^T

@@ -1,0 +1,82 @@
+"""Controls for sl.checks.finetuning: each check says NO where its claim is false."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import simclr_lib as sl
+
+chk = sl.checks.finetuning
+
+
+def test_condition_4_1_every_printed_row_counts():
+    data, ft = sl.DataConfig(), sl.SupervisedConfig()
+    assert not chk.condition_4_1(data, sl.PretrainConfig(n0=1600), ft, 0.1, [16]).holds
+    ok = chk.condition_4_1(data, sl.PretrainConfig(n0=4), sl.SupervisedConfig(q=8), 0.5, [2])
+    assert ok.holds                                      # every row met, d >= n0^4 included
+    small = chk.condition_4_1(data, sl.PretrainConfig(n0=2), sl.SupervisedConfig(q=8), 0.5, [2])
+    assert not small.holds and "n0 SNR^2" in small.measured
+
+
+@pytest.fixture(scope="module")
+def split():
+    return sl.run_simclr_finetune(range(40), sl.DataConfig(), sl.PretrainConfig(n0=25),
+                                  sl.SupervisedConfig(steps=1, n_test=4), snr=0.8, n=2)
+
+
+def test_lemma_5_4_holds_on_a_random_split(split):
+    assert chk.lemma_5_4(split.pretrain.W, split.W_split, split.pretrain.data.mu).holds
+
+
+def test_lemma_5_4_fails_for_filters_never_pretrained(split):
+    W0 = split.pretrain.W0                               # the Gaussian start, same signs pattern
+    halves = W0.reshape(W0.shape[0], 2, -1, W0.shape[-1])
+    assert not chk.lemma_5_4(W0, halves, split.pretrain.data.mu).holds
+
+
+def test_lemma_5_4_fails_for_a_sign_sorted_split(split):
+    W, mu = split.pretrain.W, split.pretrain.data.mu
+    order = torch.einsum("rkd,rd->rk", W, mu).argsort(1, descending=True)
+    sorted_W = W[torch.arange(W.shape[0])[:, None], order]
+    halves = sorted_W.reshape(W.shape[0], 2, -1, W.shape[-1])
+    assert not chk.lemma_5_4(W, halves, mu).holds
+
+
+def test_lemma_5_4_fails_without_a_split(split):
+    W, mu = split.pretrain.W, split.pretrain.data.mu
+    half = split.W_split[:, :1]
+    assert not chk.lemma_5_4(W, torch.cat([half, half], 1), mu).holds   # not a split
+
+
+def _runs(ls, ld, g, r, err=0.0, seeds=8, T=5):
+    full = lambda v: np.full((seeds, T), v, float)      # noqa: E731
+    return {"train_loss": full(ls), "test_loss": full(ld), "gamma_max": full(g),
+            "rho_bar_max": full(r), "test_error": full(err)}
+
+
+def test_theorem_5_5_fails_when_noise_is_memorised():
+    assert chk.theorem_5_5(_runs(1e-3, 1e-3, 3.0, 0.2)).holds
+    assert not chk.theorem_5_5(_runs(1e-3, 1e-3, 3.0, 4.5)).holds     # rho_bar of order one
+    assert not chk.theorem_5_5(_runs(1e-3, 0.7, 1e-3, 4.5)).holds     # a Gaussian start
+
+
+def test_gaussian_start_fails_when_the_signal_is_learned():
+    assert chk.gaussian_start(_runs(1e-3, 0.7, 1e-3, 4.5)).holds
+    assert not chk.gaussian_start(_runs(1e-3, 1e-3, 3.0, 0.2)).holds
+
+
+def test_theorem_4_2_tests_every_named_n():
+    good, bad = _runs(1e-3, 1e-2, 3, 0.2), _runs(1e-3, 0.3, 3, 4.5)
+    assert chk.theorem_4_2({16: good, 32: good}, [16, 32], 0.01).holds
+    assert not chk.theorem_4_2({16: bad, 32: good}, [16, 32], 0.01).holds
+    assert not chk.theorem_4_2({16: good, 32: bad}, [16, 32], 0.01).holds
+
+
+def test_labels_vs_direct_fails_when_direct_training_learns():
+    ns = [4, 16, 64]
+    ft, sup = np.full((3, 8), 0.01), np.full((3, 8), 0.5)
+    assert chk.labels_vs_direct(ft, sup, ns).holds
+    sup[2] = 0.05
+    assert not chk.labels_vs_direct(ft, sup, ns).holds
+    assert not chk.labels_vs_direct(np.full((3, 8), 0.2), np.full((3, 8), 0.5), ns).holds
