@@ -380,7 +380,9 @@ def label_efficiency(task: ImageTask, ns: Sequence[int], seeds: Sequence[int],
         ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the runs compute (random draws are made on
         the CPU from the seeds' streams, so a seed gives the same runs on every device).
 
-    Deviations from the synthetic pipelines, stated in chapter 7: the labeled images are
+    Notes
+    -----
+    Deviations from the synthetic pipelines (stated in chapter 7). The labeled images are
     class-balanced (``n / 2`` per class; synthetic labels are drawn at random), and the
     pre-trained filters are rescaled to the norm of a Gaussian start before fine-tuning.
     """

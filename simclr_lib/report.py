@@ -64,6 +64,14 @@ class Verdict:
                 f'{e(self.measured)}</div></div>')
 
 
+def _plain(value: Any) -> Any:
+    """numpy and torch scalars as Python numbers: ``{glue:text}`key:.3f``` formats the
+    text/plain repr, and numpy 2 writes ``np.float64(0.1)`` there."""
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value
+
+
 def glue(prefix: str = "", **values: Any) -> None:
     """Glue every value for the prose (``{glue:text}`key```), as ``prefix + name``.
 
@@ -74,7 +82,7 @@ def glue(prefix: str = "", **values: Any) -> None:
     except ImportError:          # pragma: no cover - myst_nb ships with the book's requirements
         return
     for name, value in values.items():
-        _glue(prefix + name, value, display=False)
+        _glue(prefix + name, _plain(value), display=False)
 
 
 def verdict(result: str, predicted: str, measured: str, holds: bool,
