@@ -58,6 +58,8 @@ def glue(prefix: str = "", **values: Any) -> None:
     except ImportError:          # pragma: no cover - myst_nb ships with the book's requirements
         return
     for name, value in values.items():
+        if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+            value = value.item()        # numpy scalars glue as plain numbers
         _glue(prefix + name, value, display=False)
 
 

@@ -323,15 +323,17 @@ def check_kou_law(study: Study, level: float, glue_as: str | None = None
     v1 = verdict("Kou et al. 2023 (SNR exponent)",
                  "n* ~ SNR^-4 at fixed d: 95% interval of the exponent contains -4, "
                  "excludes -3 and -5", f"exponent {c_snr} {meas}",
-                 np.isfinite(c_snr.lo) and rate_holds(c_snr, -4, [-3, -5]), glue_as,
-                 snr_exp=c_snr.value, snr_lo=c_snr.lo, snr_hi=c_snr.hi)
+                 np.isfinite(c_snr.lo) and rate_holds(c_snr, -4, [-3, -5]),
+                 None if glue_as is None else glue_as + "snr_",
+                 exp=c_snr.value, lo=c_snr.lo, hi=c_snr.hi)
     d_txt = (f"exponent {c_d} {meas}" if np.isfinite(c_d.value)
              else f"d not varied (d = {study.ds}): the d exponent cannot be fitted")
     v2 = verdict("Kou et al. 2023 (d exponent)",
                  "n* ~ d / ||mu||^4 = SNR^-4 d^-1: 95% interval of the d exponent contains "
                  "-1, excludes 0 and -2", d_txt,
-                 bool(np.isfinite(c_d.lo) and rate_holds(c_d, -1, [0, -2])), glue_as,
-                 d_exp=c_d.value, d_lo=c_d.lo, d_hi=c_d.hi, used=used)
+                 bool(np.isfinite(c_d.lo) and rate_holds(c_d, -1, [0, -2])),
+                 None if glue_as is None else glue_as + "d_",
+                 exp=c_d.value, lo=c_d.lo, hi=c_d.hi, used=used)
     return v1, v2
 
 
