@@ -146,11 +146,13 @@ BAD_COUNT = st.one_of(st.integers(-5, 0), st.floats(1.0, 5.0), st.booleans(),
                       st.just("3"), st.none())
 BAD_POSITIVE = st.one_of(floats(-10.0, 0.0), st.sampled_from([math.nan, math.inf, -math.inf]),
                          st.just("1.0"), st.booleans())
+BAD_NON_NEGATIVE = st.one_of(floats(-10.0, -1e-9), st.sampled_from([math.nan, math.inf, -math.inf]),
+                             st.just("1.0"), st.booleans())       # snr = 0 (no signal) is valid
 BAD_OPTION = st.text(max_size=8) | st.integers() | st.none()
 
 INVALID = {   # (config class, field) -> values that must be refused
     (sl.DataConfig, "d"): st.one_of(st.integers(-3, 1), st.floats(2.0, 9.0), st.booleans()),
-    (sl.DataConfig, "snr"): BAD_POSITIVE,
+    (sl.DataConfig, "snr"): BAD_NON_NEGATIVE,
     (sl.DataConfig, "sigma_p"): BAD_POSITIVE,
     (sl.DataConfig, "p"): st.one_of(floats(0.5, 5.0), floats(-5.0, -1e-9), st.just(math.nan)),
     (sl.DataConfig, "signal_patch"): BAD_OPTION,
@@ -208,6 +210,6 @@ def test_invalid_pipeline_arguments_raise_a_value_error_naming_them(kind, runs, 
         data = {"d": bad}
     else:
         cfg = sl.PretrainConfig() if bad is None else {"n": bad}
-    assume(not (kind == "seed" and bad == 0))                         # seed 0 is valid
+    assume(not (kind in ("seed", "snr") and bad == 0))       # seed 0 and snr 0 are valid
     with pytest.raises(ValueError, match=rf"^{re.escape(kind)} (must|has)"):
         sl.run_supervised(seeds, data, cfg, **kw)
