@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 import simclr_lib as sl                                   # noqa: E402
 from simclr_lib import sweeps                            # noqa: E402
 from simclr_lib.pipelines import pretrain_views          # noqa: E402
-from simclr_lib.training import make_stepper, pretrain  # noqa: E402
+from simclr_lib.pretraining import pretrain  # noqa: E402
+from simclr_lib.training import make_stepper  # noqa: E402
 
 TARGETS = {"a": 20.0, "b": 0.50, "c": 10.0, "d_minutes": 8.0, "e": 2000.0, "e_wall_s": 30.0,
            "f_flat": 2.0, "g_mb": 500.0}

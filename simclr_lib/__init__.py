@@ -24,13 +24,14 @@ _NAMES = {
     **dict.fromkeys(["Verdict", "glue", "verdict"], "report"),
     **dict.fromkeys(["SimCLRResult", "run_finetune", "run_pretrain", "run_simclr_finetune",
                      "run_supervised"], "pipelines"),
-    **dict.fromkeys(["CoefficientSpace", "DivergenceError", "History", "PretrainResult", "Stepper",
-                     "WeightSpace", "fit", "make_stepper", "pretrain"], "training"),
+    **dict.fromkeys(["CoefficientSpace", "DivergenceError", "History", "Stepper", "WeightSpace",
+                     "fit", "make_stepper"], "training"),
+    **dict.fromkeys(["PretrainResult", "pretrain"], "pretraining"),
     **dict.fromkeys(["SweepResult", "load_sweep"], "results"),
 }
 # submodules reachable as attributes (``sl.sweeps.supervised_grid``, ``sl.plotting.setup``)
 _MODULES = {"analysis", "checks", "chunks", "cli", "config", "data", "diagnostics", "explore",
-            "fast", "image_data", "images", "losses", "models", "pipelines", "plotting", "report",
+            "fast", "image_data", "images", "losses", "models", "pipelines", "plotting", "pretraining", "report",
             "results", "sweeps", "training"}
 
 __all__ = sorted(_NAMES)

@@ -10,7 +10,7 @@ here there are ``P``):
 * :func:`pretrain_encoder` -- SimCLR pre-training of the linear CNN encoder
   ``[F(W, x)]_r = sum_p <w_r, x^(p)>`` (Section 3.2): a small adapter that turns the images'
   patch sums into a :class:`~simclr_lib.data.Dataset` and calls the library's one
-  pre-training loop, :func:`~simclr_lib.training.pretrain`.
+  pre-training loop, :func:`~simclr_lib.pretraining.pretrain`.
 * :func:`label_efficiency` -- test accuracy against the number of labels for SimCLR +
   fine-tuning (the random split of Section 3.3, then GD on eq. 3.2's CNN through
   :class:`~simclr_lib.training.WeightSpace`), direct supervised training, and a linear probe.
@@ -35,7 +35,8 @@ from .diagnostics import power_matrix
 from .image_data import (ImageTask, augment_images, binary_task, class_direction, digits_task,
                          load_idx, load_mnist, patchify)
 from .models import encode, init_cnn, init_encoder, split_filters
-from .training import PretrainResult, WeightSpace, fit, pretrain
+from .pretraining import PretrainResult, pretrain
+from .training import WeightSpace, fit
 
 __all__ = ["ImageTask", "ImageConfig", "LabelEfficiency", "load_idx",
            "load_mnist", "digits_task", "binary_task", "patchify", "augment_images",
@@ -107,7 +108,7 @@ class ImageConfig:
 
 def _as_dataset(z: torch.Tensor, direction: torch.Tensor | None) -> Dataset:
     """Patch sums ``z`` (R, n0, d) as a :class:`~simclr_lib.data.Dataset` whose ``patch_sum()``
-    is ``z``: the adapter that lets :func:`~simclr_lib.training.pretrain` and
+    is ``z``: the adapter that lets :func:`~simclr_lib.pretraining.pretrain` and
     :func:`~simclr_lib.diagnostics.power_matrix` run on images. No signal patch (``y = 0``);
     ``mu`` is the diagnostic ``direction`` the alignments are recorded against (zero: NaN)."""
     R, n0, d = z.shape
@@ -127,7 +128,7 @@ def pretrain_encoder(unlabeled: torch.Tensor, mean: torch.Tensor, seeds: Sequenc
     ``"augment"``), drawn once and kept fixed, as the synthetic pipeline's views are; they are
     centred by ``mean`` and summed over patches, ``z = sum_p x^(p)``, the encoder's input. The
     pairs then go through the library's one pre-training loop,
-    :func:`~simclr_lib.training.pretrain` (same stop rule, same
+    :func:`~simclr_lib.pretraining.pretrain` (same stop rule, same
     :class:`~simclr_lib.training.DivergenceError`), from ``N(0, sigma0_pre^2 I)`` (stream
     ``"pretrain_init"``) with step ``eta = lam / lambda_1(M)``, ``M`` the matrix of Lemma 5.1
     (:func:`~simclr_lib.diagnostics.power_matrix`). With ``loss="infonce"`` a run stops at the
@@ -150,7 +151,7 @@ def pretrain_encoder(unlabeled: torch.Tensor, mean: torch.Tensor, seeds: Sequenc
 
     Returns
     -------
-    ~simclr_lib.training.PretrainResult
+    ~simclr_lib.pretraining.PretrainResult
         ``W`` (R, 2m, d), ``stop_step``, the history (every step), the views as ``data`` and
         ``view``, the start ``W0`` and the step sizes ``lr``.
     """
@@ -293,7 +294,7 @@ class LabelEfficiency:
     accuracy : dict
         ``accuracy[pipeline]`` is ``(len(ns), len(seeds))`` for pipeline in
         ``("simclr", "supervised", "probe")``.
-    pretrain : ~simclr_lib.training.PretrainResult
+    pretrain : ~simclr_lib.pretraining.PretrainResult
         The pre-training of each seed (shared by ``"simclr"`` and ``"probe"``), from
         :func:`pretrain_encoder`.
     config : dict

@@ -22,7 +22,8 @@ from .config import DataConfig, PretrainConfig, SupervisedConfig
 from .data import Dataset, _noise, augment, make_dataset, stream
 from .diagnostics import _low_rank
 from .models import init_cnn, init_encoder, split_filters
-from .training import History, PretrainResult, fit, make_stepper, pretrain
+from .pretraining import PretrainResult, pretrain
+from .training import History, fit, make_stepper
 
 __all__ = ["run_supervised", "run_finetune", "run_pretrain", "run_simclr_finetune", "SimCLRResult",
            "pretrain_views", "split_start"]

@@ -14,7 +14,8 @@ import torch
 import simclr_lib as sl
 from simclr_lib.losses import infonce, nt_xent
 from simclr_lib.pipelines import pretrain_views
-from simclr_lib.training import _infonce_grad, choose_method, pretrain
+from simclr_lib.pretraining import _infonce_grad, pretrain
+from simclr_lib.training import choose_method
 
 F64 = torch.float64
 TOL = 1e-4

@@ -321,7 +321,7 @@ def test_pretrain_stops_at_the_end_of_the_linear_phase():
 
 
 def test_pretrain_is_the_library_loop():
-    """Image pre-training is training.pretrain on the views it returns: same filters."""
+    """Image pre-training is pretraining.pretrain on the views it returns: same filters."""
     x, mean = _pool([0, 1])
     cfg = im.ImageConfig(pre_steps=50)
     res = im.pretrain_encoder(x, mean, [0, 1], cfg)

@@ -6,7 +6,7 @@ import torch
 
 import simclr_lib as sl
 from simclr_lib.diagnostics import power_matrix, spectrum
-from simclr_lib.training import pretrain
+from simclr_lib.pretraining import pretrain
 
 F64 = torch.float64
 

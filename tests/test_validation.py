@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import simclr_lib as sl
-from simclr_lib.training import pretrain
+from simclr_lib.pretraining import pretrain
 
 TINY = sl.DataConfig(d=20)
 

@@ -17,7 +17,7 @@ from ..config import DataConfig, PretrainConfig
 from ..diagnostics import power_matrix, spectrum
 from ..pipelines import run_pretrain
 from ..report import Verdict, verdict
-from ..training import pretrain
+from ..pretraining import pretrain
 
 __all__ = ["one_step", "lemma_5_1", "spectra", "lemma_5_2", "theorem_5_3", "kept_signs",
            "theorem_5_3_signs", "long_runs", "augmentation", "ntxent"]
