@@ -17,7 +17,7 @@ import torch
 from ._validate import check_device, check_dtype, check_float, check_int, check_seeds, per_run
 from .config import DataConfig
 
-__all__ = ["Dataset", "stream", "cell_seed", "make_dataset", "augment", "STREAMS"]
+__all__ = ["Dataset", "stream", "cell_seed", "make_dataset", "augment", "views", "STREAMS"]
 
 # Independent random streams of one run: a test set never shares draws with a training set.
 STREAMS = {"train": 0, "test": 1, "init": 2, "augment": 3, "split": 4, "unlabeled": 5,
@@ -179,10 +179,15 @@ def augment(data: Dataset, seeds: int | Sequence[int], sigma_p: float, rho: floa
         raise ValueError(f"seeds has {len(seeds)} entries but the data set has {data.runs} runs")
     rho = check_float("rho", rho, 0.0, 1.0)
     sigma_p = check_float("sigma_p", sigma_p, low=0.0, low_open=True)
+    return views(data, [stream(s, "augment") for s in seeds], sigma_p, rho)
+
+
+def views(data: Dataset, gens: Sequence[torch.Generator], sigma_p: float, rho: float) -> Dataset:
+    """:func:`augment` with the fresh noise drawn from ``gens`` (one generator per run, not
+    checked): each call advances them, so repeated calls give fresh views each time."""
     fresh = torch.zeros_like(data.noise, device="cpu")
     sizes = data.mask.sum(1).tolist()      # each run's own n: a batch == the runs one at a time
-    for r, (seed, k) in enumerate(zip(seeds, sizes)):
-        fresh[r, :k] = _noise(stream(seed, "augment"), k, data.d, sigma_p, data.noise.dtype)
+    for r, (g, k) in enumerate(zip(gens, sizes)):
+        fresh[r, :k] = _noise(g, k, data.d, sigma_p, data.noise.dtype)
     fresh = fresh.to(data.noise.device) * data.mask[..., None]
-    noise = rho * data.noise + math.sqrt(1.0 - rho ** 2) * fresh
-    return replace(data, noise=noise)
+    return replace(data, noise=rho * data.noise + math.sqrt(1.0 - rho ** 2) * fresh)

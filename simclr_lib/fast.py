@@ -27,7 +27,7 @@ from .config import DataConfig, SupervisedConfig, replace
 from .data import cell_seed, make_dataset, stream
 from .losses import logistic, logistic_grad
 from .models import init_cnn
-from .training import _diverged
+from .training import _diverged, _error
 
 __all__ = ["supervised_cells", "kou_grid", "kou_configs", "save_kou_grid", "KOU", "METRICS"]
 
@@ -128,7 +128,7 @@ def _cells(seeds: list[int], mu: list[float], n: int, data: DataConfig,
         f = torch.addmm(hn[0] - hn[1], hs[s], pnt).div_(m)             # (J, nt)
         tm = test.y[s] * f
         te_loss.append(logistic(tm).mean(1))
-        te_err.append(((tm < 0).to(dtype) + 0.5 * (tm == 0).to(dtype)).mean(1))
+        te_err.append(_error(tm).mean(1))
     out["test_loss"] = torch.stack(te_loss, 1)
     out["test_error"] = torch.stack(te_err, 1)
     if not all(bool(torch.isfinite(v).all()) for v in out.values()):

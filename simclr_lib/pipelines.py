@@ -10,8 +10,7 @@ separate streams of ``seeds[r]``, so the two pipelines see the *same* labels for
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 
 from ._validate import check_device, check_dtype, check_instance, check_int, check_seeds, per_run
 from .config import DataConfig, PretrainConfig, SupervisedConfig
-from .data import Dataset, _noise, augment, make_dataset, stream
+from .data import Dataset, augment, make_dataset, stream, views
 from .diagnostics import _low_rank
 from .models import init_cnn, init_encoder, split_filters
 from .pretraining import PretrainResult, pretrain
@@ -133,15 +132,7 @@ def _view_drawer(unl: Dataset, seeds: list[int], sigma_p: float, rho: float):
     """Fresh positive views on every call, from each run's "augment" stream (the first call
     returns exactly ``augment(unl, seeds, sigma_p, rho)``)."""
     gens = [stream(s, "augment") for s in seeds]
-    sizes = unl.mask.sum(1).tolist()
-
-    def draw() -> Dataset:
-        fresh = torch.zeros_like(unl.noise, device="cpu")
-        for r, (g, k) in enumerate(zip(gens, sizes)):
-            fresh[r, :k] = _noise(g, k, unl.d, sigma_p, unl.noise.dtype)
-        fresh = fresh.to(unl.noise.device) * unl.mask[..., None]
-        return replace(unl, noise=rho * unl.noise + math.sqrt(1.0 - rho ** 2) * fresh)
-    return draw
+    return lambda: views(unl, gens, sigma_p, rho)
 
 
 def _top_eig(unl: Dataset, view: Dataset, tau: float, run: int) -> float:
