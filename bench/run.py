@@ -9,8 +9,8 @@ Measures, in one process and one run (so that every ratio compares like with lik
 (c) coefficient-space against weight-space GD at d = 2000, n = 64, m = 10, 64 runs in a batch;
 (d) each chapter's execution time, read from the book build's jupyter-cache;
 (e) Kou et al.'s 100 x 100 x 10 heatmap: the library's whole grid on 2 processes against the
-    peer's loop (written here in its style: data built sample by sample, one nn.Module per
-    run) on a few cells, extrapolated to the grid;
+    peer's loop (its committed code transcribed: data built sample by sample, one nn.Module
+    per run) on a few cells, extrapolated to the grid;
 (f) the d-independent Gram method: time per run at d = 1e2, 1e4, 1e6;
 (g) with ``--chapters``: each book chapter's peak memory, executed as a script in a fresh
     subprocess (its ``VmHWM``).
@@ -263,54 +263,76 @@ def bench_d(build: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# (e) Kou et al.'s heatmap: the peer's loop, in its style (per-sample Python loops, an
-#     nn.Conv1d model with bias and PyTorch's default init, cross-entropy, SGD lr 0.1)
+# (e) Kou et al.'s heatmap: the peer's loop as committed (uclaml/Benign_ReLU_CNN,
+#     syntheticrelu.py, the heatmap cell: repeats x (data built sample by sample, an
+#     nn.Conv1d model with bias and PyTorch's default init, CrossEntropyLoss, SGD lr 0.1,
+#     100 steps, training loss and test error at the end)), transcribed with its names
 
-class PeerCNN(nn.Module):
-    """Conv1d(1, 2m, d, stride d) + ReLU, mean over the 2 patches, sum over each class's m."""
+class LinearCNN(nn.Module):
+    """The peer's network: Conv1d(1, 2m, d, stride d) + ReLU, mean over the 2 patches, sum
+    over each class's m filters."""
 
-    def __init__(self, d: int, m: int):
+    def __init__(self, input_dim, out_channel, patch_num):
         super().__init__()
-        self.conv1 = nn.Conv1d(1, 2 * m, d, d)
-        self.m = m
+        self.conv1 = nn.Conv1d(1, out_channel * 2, int(input_dim / patch_num),
+                               int(input_dim / patch_num))
+        self.out_channel = out_channel
 
     def forward(self, x):
-        x = torch.relu(self.conv1(x)).mean(2)
-        return torch.stack([x[:, :self.m].sum(1), x[:, self.m:].sum(1)]).T
+        x = self.conv1(x)
+        x = torch.pow(x, 1)
+        x = torch.nn.functional.relu(x)
+        x = torch.mean(x, 2)
+        return torch.stack([torch.sum(x[:, :self.out_channel], 1),
+                            torch.sum(x[:, self.out_channel:], 1)]).transpose(1, 0)
 
 
-def peer_cell(d: int, mu_norm: float, repeats: int = 10, n: int = 20, n_test: int = 1000,
-              m: int = 10, flip: float = 0.1, steps: int = 100) -> float:
-    """One cell of the peer's grid: ``repeats`` runs, each building its data one sample at a
-    time; returns the mean test error."""
-    total = 0.0
-    for _ in range(repeats):
-        data, labels = [], []
-        for i in range(n + n_test):
-            feature = torch.zeros(d)
-            feature[0] = 1
+def peer_cell(PATCH_LEN: int, bmu: float, repeats: int = 10, DATA_NUM: int = 20,
+              TEST_DATA_NUM: int = 1000, CLUSTER_NUM: int = 1, PATCH_NUM: int = 2,
+              Noiselevel: float = 1.0, flip: float = 0.1, num_epochs: int = 100) -> float:
+    """One cell (d = PATCH_LEN, ||mu|| = bmu) of the peer's grid loop; its mean test error."""
+    test1 = 0
+    train1 = 0
+    for j in range(repeats):
+        data = []
+        labels = []
+        for i in range(DATA_NUM + TEST_DATA_NUM):
+            features = torch.zeros(CLUSTER_NUM, PATCH_LEN)
+            pos = 0
+            for p in range(CLUSTER_NUM):
+                features[p, pos] = 1
+                pos += 1
             y = np.random.choice([-1, 1], 1)[0]
-            xi = torch.tensor(np.random.normal(0, 1.0, size=d))
-            x = torch.stack([feature * mu_norm * y, xi])
-            x = x[torch.randperm(2)].flatten()
+            k = torch.randint(0, CLUSTER_NUM, (1,))
+            xi = torch.tensor(np.random.normal(0, Noiselevel, size=(PATCH_LEN)))
+            x = torch.stack([features[k][0] * bmu * y, xi])
+            idx = torch.randperm(len(x))
+            x = x[idx].flatten()
             y = np.random.choice([-1, 1], 1, p=[flip, 1 - flip])[0] * y
             data.append(x)
             labels.append(y)
-        data, labels = torch.stack(data), torch.tensor(labels)
+        data = torch.stack(data)
+        labels = torch.tensor(labels)
         labels[labels == -1] = 0
-        train_x, test_x = data[:n].unsqueeze(1).float(), data[n:].unsqueeze(1).float()
-        train_y, test_y = labels[:n], labels[n:]
-        model = PeerCNN(d, m)
-        loss_fn = nn.CrossEntropyLoss()
-        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0, weight_decay=0)
-        for _ in range(steps):
-            opt.zero_grad()
-            loss_fn(model(train_x), train_y).backward()
-            opt.step()
-        with torch.no_grad():
-            pred = torch.max(model(test_x).data, 1).indices
-        total += 1 - (pred == test_y).sum().item() / n_test
-    return total / repeats
+        training_data = data[:DATA_NUM].unsqueeze(1).float()
+        test_data = data[DATA_NUM:].unsqueeze(1).float()
+        training_labels = labels[:DATA_NUM]
+        test_labels = labels[DATA_NUM:]
+        my_mixture = LinearCNN(2 * PATCH_LEN, 10, PATCH_NUM)
+        criterion = torch.nn.CrossEntropyLoss()
+        optimizer = torch.optim.SGD(my_mixture.parameters(), lr=0.1, momentum=0, weight_decay=0)
+        for epoch in range(num_epochs):                                # the peer's train()
+            optimizer.zero_grad()
+            loss = criterion(my_mixture(training_data), training_labels)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():                                          # the peer's test()
+            train1 += criterion(my_mixture(training_data), training_labels)
+        with torch.no_grad():                                          # the peer's test_ACC()
+            predicted = torch.max(my_mixture(test_data).data, 1).indices
+            correct = (predicted == test_labels).sum().item()
+        test1 += 1 - correct / test_data.shape[0]
+    return test1 / repeats
 
 
 def bench_e(quick: bool) -> dict:
@@ -327,6 +349,13 @@ def bench_e(quick: bool) -> dict:
         grid = fast.kou_grid(ds=ds, executor=ex)
     wall, cpu = time.perf_counter() - t, child() - c
     cells = [(100, 0), (600, 50), (1090, 99)]
+    one = []                     # the library in this one process, the same 3 rows (all mu)
+    for t, (d, _) in enumerate(cells):
+        c0 = time.process_time()
+        data, cfg = fast.kou_configs(d)
+        fast.supervised_cells([sl.cell_seed(s, t) for s in range(10)], fast.KOU["mu_norms"],
+                              cfg.n, data, cfg)
+        one.append(time.process_time() - c0)
     np.random.seed(0)
     torch.manual_seed(0)
     peer_cell(100, 0.0, repeats=1)                     # warm-up (first module, first autograd)
@@ -341,6 +370,8 @@ def bench_e(quick: bool) -> dict:
     all_ds = np.array(fast.KOU["ds"])
     peer_grid_cpu = float(100 * (slope * all_ds + icpt).sum())   # 100 signal strengths per d
     lib_grid_cpu = cpu * len(fast.KOU["ds"]) / len(ds)
+    s1, i1 = np.polyfit([d for d, _ in cells], one, 1)
+    lib_one_cpu = float((s1 * all_ds + i1).sum())          # a row holds 100 signal strengths
     ours = [float(grid["test_error"][list(ds).index(d), s].mean()) if d in ds else None
             for d, s in cells]
     return {"grid": {"ds": len(ds), "mu_norms": len(grid["mu_norms"]), "seeds": 10},
@@ -348,7 +379,9 @@ def bench_e(quick: bool) -> dict:
             "load_avg": os.getloadavg()[0], "peer_cells": peer,
             "peer_cell_error": peer_err, "library_cell_error": ours,
             "peer_grid_cpu_s": peer_grid_cpu, "peer_grid_hours": peer_grid_cpu / 3600,
-            "speedup_cpu": peer_grid_cpu / lib_grid_cpu}
+            "speedup_cpu": peer_grid_cpu / lib_grid_cpu,
+            "library_one_process_row_cpu_s": one, "library_one_process_grid_cpu_s": lib_one_cpu,
+            "speedup_cpu_one_process": peer_grid_cpu / lib_one_cpu}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,6 +584,9 @@ def print_table(res: dict) -> None:
     print(f"    library: {E['grid']['ds']} x {E['grid']['mu_norms']} x 10 runs in "
           f"{E['library_wall_s']:.1f} s wall on 2 processes (target {TARGETS['e_wall_s']:.0f} s), "
           f"{E['library_cpu_s']:.1f} s CPU; load average {E['load_avg']:.1f}")
+    if "speedup_cpu_one_process" in E:
+        print(f"    one process: {E['library_one_process_grid_cpu_s']:.1f} s CPU for the grid "
+              f"(3 rows timed, extrapolated in d): {E['speedup_cpu_one_process']:.0f}x")
     print(f"    peer loop: " + ", ".join(f"d={p['d']}: {p['cpu_s']:.1f} s/cell"
                                           for p in E["peer_cells"])
           + f" -> {E['peer_grid_hours']:.1f} h for the grid")
