@@ -86,3 +86,32 @@ def test_committed_grid_configuration_and_a_reduced_rerun():
         np.testing.assert_allclose(row["test_error"], g["test_error"][t][cols][:, seeds],
                                    atol=1e-3)
     assert re["test_error"].shape == (2, 3, 3)
+
+
+def test_local_exponents_recover_the_slope():
+    local = K.local_exponents(synthetic(0.25, noise=0.0), DS, MUS)
+    assert local.shape == (DS.size - 1,)
+    assert np.allclose(local, 0.25, atol=0.02)
+    assert np.allclose(K.local_exponents(synthetic(0.4, noise=0.0), DS, MUS), 0.4, atol=0.02)
+
+
+def test_large_d_is_the_gram_method_run_by_run():
+    """A reduced large-d grid: each cell is gram.run_supervised of its seed and ||mu||, and the
+    seed chunks do not change the result."""
+    ds, mus, seeds = [100, 10 ** 6], [1.0, 20.0], [0, 1, 2]
+    out = K.large_d(ds, mus, seeds, chunk=2)
+    err = out["test_error"]
+    assert err.shape == (2, 2, 3) and np.isfinite(err).all()
+    assert np.array_equal(err, K.large_d(ds, mus, seeds, chunk=3)["test_error"])
+    data, cfg = fast.kou_configs(10 ** 6)
+    h = sl.gram.run_supervised([sl.cell_seed(2, 1, 1)], data, cfg,
+                               snr=[20.0 / 10 ** 3], record=False)
+    assert err[1, 1, 2] == pytest.approx(float(h.last("test_error")[0]))
+    assert err[1, 1].mean() < 0.3 < err[1, 0].mean()      # ||mu|| = 20 learns, 1 does not
+
+
+@pytest.mark.parametrize("kw,match", [({"ds": [30]}, "d"), ({"mu_norms": [0.0]}, "mu_norm"),
+                                      ({"chunk": 0}, "chunk"), ({"mu_norms": []}, "non-empty")])
+def test_large_d_validates(kw, match):
+    with pytest.raises(ValueError, match=match):
+        K.large_d(**kw)

@@ -18,11 +18,14 @@ from ..analysis import Interval, loglog_fit
 from ..report import Verdict, verdict
 
 __all__ = ["published", "load_grid", "crossing", "exponent", "table_exponent", "noise_floor",
-           "check_exponent", "check_agreement", "THRESHOLD", "SLACK"]
+           "check_exponent", "check_agreement", "large_d", "local_exponents", "THRESHOLD", "SLACK",
+           "LARGE_DS", "LARGE_MU"]
 
 DATA = Path(__file__).resolve().parents[2] / "book" / "data"
 THRESHOLD = 0.2    # the boundary level: twice the label-noise floor p = 0.1 (issue 10's level)
 SLACK = 0.004      # measured effect of bias, non-orthogonal noise, uniform init (issue 10)
+LARGE_DS = [round(10 ** (2 + k / 2)) for k in range(9)]        # d = 1e2, 10^2.5, ..., 1e6
+LARGE_MU = [float(a) for a in np.geomspace(0.1, 100.0, 49)]    # ||mu||, 49 log-spaced values
 
 
 def published(kind: str = "test") -> np.ndarray:
@@ -122,3 +125,39 @@ def check_agreement(name: str, ours: np.ndarray, table: np.ndarray, slack: float
                    f"mean |difference| {diff:.4f}; noise floor {floor:.4f}",
                    diff <= floor + slack, glue_as=glue_as, diff=f"{diff:.4f}",
                    floor=f"{floor:.4f}", slack=f"{slack:g}")
+
+
+def large_d(ds: Sequence[int] = LARGE_DS, mu_norms: Sequence[float] = LARGE_MU,
+            seeds: Sequence[int] = range(20), chunk: int = 5) -> dict:
+    """The peer's mapped model (``fast.kou_configs``) at any ``d`` by the Gram method
+    (``simclr_lib.gram``: exact in distribution, cost independent of ``d``): test error
+    ``err`` (len(ds), len(mu_norms), len(seeds)). Row ``t`` runs seed ``s`` as
+    ``cell_seed(s, 1, t)`` (independent of the heatmap's rows), shared by its ``||mu||``
+    (paired); ``chunk`` seeds are trained at a time (memory)."""
+    from .._validate import check_float, check_int, check_seeds
+    from ..data import cell_seed
+    from ..fast import KOU, kou_configs
+    from ..gram import run_supervised
+    ds = [check_int("d", d, low=2 * KOU["m"] + KOU["n"] + 1) for d in ds]
+    mu = [check_float("mu_norm", a, low=0.0, low_open=True) for a in mu_norms]
+    seeds, chunk = check_seeds(seeds), check_int("chunk", chunk)
+    if not ds or not mu:
+        raise ValueError("ds and mu_norms must be non-empty")
+    err = np.empty((len(ds), len(mu), len(seeds)))
+    for t, d in enumerate(ds):
+        data, cfg = kou_configs(d)
+        for a in range(0, len(seeds), chunk):
+            part = seeds[a:a + chunk]
+            runs = [cell_seed(s, 1, t) for s in part for _ in mu]
+            snr = [x / (data.sigma_p * math.sqrt(d)) for _ in part for x in mu]
+            hist = run_supervised(runs, data, cfg, snr=snr, record=False)
+            err[t, :, a:a + len(part)] = hist.last("test_error").reshape(len(part), len(mu)).T
+    return {"test_error": err, "ds": np.array(ds), "mu_norms": np.array(mu)}
+
+
+def local_exponents(err: np.ndarray, ds: Sequence[float], mu_norms: Sequence[float],
+                    threshold: float = THRESHOLD) -> np.ndarray:
+    """The slope of ``log ||mu||*`` against ``log d`` between consecutive rows of the seed
+    means of ``err`` (D, M, S): (D - 1,)."""
+    star = np.log(crossing(np.asarray(err, float).mean(2), mu_norms, threshold))
+    return np.diff(star) / np.diff(np.log(np.asarray(ds, float)))
