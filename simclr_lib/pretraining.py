@@ -1,7 +1,7 @@
 """SimCLR pre-training of the linear encoder (Section 3.2) by full-batch GD, batched over runs:
 :func:`pretrain` stops after a number of steps or at the end of the power-method phase
 (Lemma 5.1, Theorem 5.3). The InfoNCE gradient is written by hand through the linear encoder
-(:func:`_infonce_grad`), so only ``(R, 2m, 2n)`` products are formed per step.
+(``_infonce_grad``), so only ``(R, 2m, 2n)`` products are formed per step.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 Theorem 5.5 and Theorem 4.2. Each returns the :class:`~simclr_lib.report.Verdict` it shows;
 ``tests/test_checks_finetuning.py`` runs each on a control where its claim is false.
 
-"With high probability" is read as: the claim holds in at least :data:`WHP` of the seeds
+"With high probability" is read as: the claim holds in at least ``WHP`` (0.9) of the seeds
 (the measured fraction, printed with its 95% Clopper-Pearson interval).
 """
 from __future__ import annotations

@@ -96,7 +96,7 @@ def table_exponent(err: np.ndarray, ds: Sequence[float], mu_norms: Sequence[floa
 
 
 def noise_floor(err: np.ndarray) -> float:
-    """The expected mean |difference| between two independent grids of the same model with
+    """The expected mean absolute difference between two independent grids of the same model with
     ``S`` seeds each, from the per-cell seed variances of ``err`` (D, M, S):
     ``mean_c sqrt(2/pi) sqrt(2 var_c / S)``."""
     err = np.asarray(err, float)
@@ -114,8 +114,8 @@ def check_exponent(name: str, ci: Interval, predicted: float = 0.25,
 
 def check_agreement(name: str, ours: np.ndarray, table: np.ndarray, slack: float = SLACK,
                     glue_as: str | None = None) -> Verdict:
-    """Holds when mean |mean over seeds of ``ours`` (D, M, S) - ``table``| is at most the noise
-    floor of two such grids plus ``slack`` (the model differences)."""
+    """Holds when the mean over cells of ``|ours.mean(-1) - table|`` (``ours`` is (D, M, S)) is
+    at most the noise floor of two such grids plus ``slack`` (the model differences)."""
     ours = np.asarray(ours, float)
     if ours.shape[:2] != np.shape(table):
         raise ValueError(f"ours {ours.shape} and table {np.shape(table)} differ in (d, ||mu||)")

@@ -60,7 +60,7 @@ def spectra(n0s: Sequence[int], snrs: Sequence[float], seeds: Sequence[int],
             ) -> dict[str, np.ndarray]:
     """Lemma 5.2's spectrum of ``A`` for every (n0, snr, seed), float64: per run ``k`` =
     n0 SNR^2, ``ratio`` = lambda_1 / (2 eta ||mu||^2 / tau), ``gap`` = lambda_1 / lambda_2,
-    ``cos`` = |cos(v_1, mu)| (and the cell's ``n0``)."""
+    ``cos`` = ``|cos(v_1, mu)|`` (and the cell's ``n0``)."""
     out: dict[str, list] = {k: [] for k in ("n0", "k", "ratio", "gap", "cos")}
     steps1 = replace(cfg, stop="steps", steps=1)
     for n0 in n0s:
@@ -106,7 +106,7 @@ def _mean(x: np.ndarray) -> float:
 def theorem_5_3(align: np.ndarray, kgrid: np.ndarray, high: float = 0.9,
                 low: float = 0.5) -> Verdict:
     """Theorem 5.3 on an alignment grid ``align`` (n0, snr, seeds) with ``kgrid`` (n0, snr) =
-    n0 SNR^2: the seed mean of mean |cos(w_r, mu)| is >= ``high`` in every cell with
+    n0 SNR^2: the seed mean of mean ``|cos(w_r, mu)|`` is >= ``high`` in every cell with
     n0 SNR^2 >= 4 and <= ``low`` in every cell with n0 SNR^2 <= 1/4. Prints the fraction of
     single runs that meet the bound, with its interval."""
     mean = align.mean(-1)
@@ -132,7 +132,7 @@ def kept_signs(res) -> np.ndarray:
 
 def theorem_5_3_signs(kept: dict[float, np.ndarray], cos_v1: dict[float, float]) -> Verdict:
     """Theorem 5.3's signs: at each n0 SNR^2 ``k`` the fraction of filters that keep their
-    sign (``kept[k]`` booleans) has a 95% interval containing 1 - arccos|cos(v1, mu)|/pi,
+    sign (``kept[k]`` booleans) has a 95% interval containing ``1 - arccos|cos(v1, mu)|/pi``,
     and the fraction kept at the largest k is at least that at the smallest."""
     ks = sorted(kept)
     fr = {k: fraction(kept[k]) for k in ks}
@@ -149,7 +149,7 @@ def long_runs(snr: float, ks: Sequence[float], seeds: Sequence[int], steps: int,
               fresh: bool, data: DataConfig = DataConfig(), every: int = 5) -> dict:
     """Pre-training run on for ``steps`` at each n0 SNR^2 in ``ks``: per k the alignment and
     loss (seeds, T), the end of the power-method phase per seed and the top eigenvector's
-    |cos(v1, mu)| (fixed views' A, float32)."""
+    ``|cos(v1, mu)|`` (fixed views' A, float32)."""
     out = {}
     for k in ks:
         n0 = max(2, round(k / snr ** 2))
