@@ -30,7 +30,7 @@ _NAMES = {
 }
 # submodules reachable as attributes (``sl.sweeps.supervised_grid``, ``sl.plotting.setup``)
 _MODULES = {"analysis", "checks", "chunks", "cli", "config", "data", "diagnostics", "explore",
-            "fast", "image_data", "images", "losses", "models", "pipelines",
+            "fast", "image_data", "image_study", "images", "losses", "models", "pipelines",
             "plotting", "report", "results", "studies", "sweeps", "training"}
 
 __all__ = sorted(_NAMES)
