@@ -31,8 +31,8 @@ _NAMES = {
 }
 # submodules reachable as attributes (``sl.sweeps.supervised_grid``, ``sl.plotting.setup``)
 _MODULES = {"analysis", "checks", "chunks", "cli", "config", "data", "diagnostics", "explore",
-            "fast", "image_data", "images", "losses", "models", "pipelines", "plotting", "pretraining", "report",
-            "results", "sweeps", "training"}
+            "fast", "image_data", "image_study", "images", "losses", "models", "pipelines",
+            "plotting", "pretraining", "report", "results", "studies", "sweeps", "training"}
 
 __all__ = sorted(_NAMES)
 

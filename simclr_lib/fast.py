@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ._validate import check_device, check_dtype, check_float, check_int, check_seeds
-from .config import DataConfig, SupervisedConfig, replace
+from .config import DataConfig, SupervisedConfig
 from .data import cell_seed, make_dataset, stream
 from .losses import logistic, logistic_grad
 from .models import init_cnn

@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from ._validate import check_device, check_dtype, check_float, check_int, check_seeds, per_run

@@ -9,7 +9,8 @@
 * :func:`augment_images` -- SimCLR's views: a random translation (a crop of the zero-padded
   image) and additive Gaussian noise, batched over runs with one generator per run.
 
-The training side is :mod:`simclr_lib.images`.
+The training side is :mod:`simclr_lib.images`; the label-efficiency study,
+:mod:`simclr_lib.image_study`.
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import simclr_lib as sl
+import simclr_lib.image_study as ist
 import simclr_lib.images as im
 from simclr_lib.checks import headline as hl
 from simclr_lib.checks import images as ci
@@ -14,7 +15,7 @@ from simclr_lib.checks import images as ci
 def _eff(simclr, supervised, ns):
     simclr, supervised = np.asarray(simclr, float), np.asarray(supervised, float)
     acc = {"simclr": simclr, "supervised": supervised, "probe": supervised.copy()}
-    return im.LabelEfficiency(list(ns), list(range(simclr.shape[1])), acc, None)
+    return ist.LabelEfficiency(list(ns), list(range(simclr.shape[1])), acc, None)
 
 
 def _gains(rng, mean, sd, seeds):
@@ -53,7 +54,7 @@ def test_remark_says_no_on_real_runs_without_pretraining():
     """Control on real images: one pre-training step leaves the filters at their random
     start, so SimCLR + fine-tuning is direct training from another random start."""
     cfg = im.ImageConfig(steps=100, pre_steps=1)
-    res = im.label_efficiency(im.digits_task(), [2, 16], list(range(8)), cfg)
+    res = ist.label_efficiency(im.digits_task(), [2, 16], list(range(8)), cfg)
     assert (res.pretrain.stop_step == 1).all()
     assert not ci.remark_mnist(res, "control no pre-training").holds
 

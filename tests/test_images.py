@@ -1,4 +1,5 @@
-"""simclr_lib.images: IDX loading, patches, augmentations, pre-training, probe, pipeline (chapter 7)."""
+"""simclr_lib.images and simclr_lib.image_study: IDX loading, patches, augmentations,
+pre-training, probe, the label-efficiency pipeline (chapter 7)."""
 from __future__ import annotations
 
 import gzip
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 import simclr_lib as sl
+import simclr_lib.image_study as ist
 import simclr_lib.images as im
 
 
@@ -143,7 +145,7 @@ def test_pipeline_runs_on_mnist_files(tmp_path):
     task = im.binary_task(x, y, positive=(3,), negative=(8,))
     cfg = im.ImageConfig(patch=20, stride=8, max_shift=2, n0=20, n_test=20, steps=30,
                          pre_steps=20)
-    res = im.label_efficiency(task, [2, 4], [0, 1], cfg)
+    res = ist.label_efficiency(task, [2, 4], [0, 1], cfg)
     for p in ("simclr", "supervised", "probe"):
         assert res.accuracy[p].shape == (2, 2)
         assert np.all((res.accuracy[p] >= 0) & (res.accuracy[p] <= 1))
@@ -404,9 +406,9 @@ SMALL = im.ImageConfig(steps=60, pre_steps=60)
 
 def test_label_efficiency_shapes_and_determinism():
     task = im.digits_task()
-    a = im.label_efficiency(task, [2, 4], [0, 1], SMALL)
-    b = im.label_efficiency(task, [2, 4], [0, 1], SMALL)
-    for p in im.PIPELINES:
+    a = ist.label_efficiency(task, [2, 4], [0, 1], SMALL)
+    b = ist.label_efficiency(task, [2, 4], [0, 1], SMALL)
+    for p in ist.PIPELINES:
         assert a.accuracy[p].shape == (2, 2)
         np.testing.assert_array_equal(a.accuracy[p], b.accuracy[p])
         assert a.mean(p).shape == (2,) and a.std(p).shape == (2,)
@@ -415,19 +417,19 @@ def test_label_efficiency_shapes_and_determinism():
 
 def test_label_efficiency_batch_equals_one_at_a_time():
     task = im.digits_task()
-    both = im.label_efficiency(task, [2, 8], [0, 3], SMALL)
+    both = ist.label_efficiency(task, [2, 8], [0, 3], SMALL)
     for s, seed in enumerate([0, 3]):
-        one = im.label_efficiency(task, [2, 8], [seed], SMALL)
-        for p in im.PIPELINES:
+        one = ist.label_efficiency(task, [2, 8], [seed], SMALL)
+        for p in ist.PIPELINES:
             np.testing.assert_allclose(one.accuracy[p][:, 0], both.accuracy[p][:, s], atol=1 / 150)
 
 
 def test_split_is_nested_balanced_and_disjoint_from_test():
     task = im.digits_task()
-    test, unl, lab = im._split(task, 0, 200, 150, 64)
+    test, unl, lab = ist._split(task, 0, 200, 150, 64)
     assert len(set(test)) == 150 and not set(test) & set(unl) and not set(test) & set(lab)
     assert len(unl) == 200
-    small = im._split(task, 0, 200, 150, 8)[2]
+    small = ist._split(task, 0, 200, 150, 8)[2]
     np.testing.assert_array_equal(lab[:8], small)              # nested in n
     for n in (2, 8, 64):
         assert task.labels[lab[:n]].sum() == 0                 # n / 2 per class
@@ -437,17 +439,17 @@ def test_split_is_nested_balanced_and_disjoint_from_test():
                                     ([], "non-empty"), ([400], "asks for 200 labels per class")])
 def test_label_efficiency_rejects_bad_ns(ns, msg):
     with pytest.raises(ValueError, match=msg):
-        im.label_efficiency(im.digits_task(), ns, [0], SMALL)
+        ist.label_efficiency(im.digits_task(), ns, [0], SMALL)
 
 
 def test_label_efficiency_rejects_too_many_images():
     with pytest.raises(ValueError, match="n_test \\+ n0 = 400 exceeds"):
-        im.label_efficiency(im.digits_task(), [2], [0], replace(SMALL, n_test=200))
+        ist.label_efficiency(im.digits_task(), [2], [0], replace(SMALL, n_test=200))
 
 
 def test_label_efficiency_rejects_bad_geometry():
     with pytest.raises(ValueError, match="leaves pixels"):
-        im.label_efficiency(im.digits_task(), [2], [0], replace(SMALL, patch=5, stride=2))
+        ist.label_efficiency(im.digits_task(), [2], [0], replace(SMALL, patch=5, stride=2))
 
 
 def test_class_direction_is_difference_of_means():
@@ -478,27 +480,27 @@ def test_image_config_validation(field, value, msg):
                                         (3.5, "device must be 'cpu', 'cuda' or 'cuda:N'")])
 def test_label_efficiency_rejects_bad_device(device, msg):
     with pytest.raises(ValueError, match=msg):
-        im.label_efficiency(im.digits_task(), [2], [0], SMALL, device=device)
+        ist.label_efficiency(im.digits_task(), [2], [0], SMALL, device=device)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
 def test_label_efficiency_rejects_cuda_without_cuda():
     with pytest.raises(ValueError, match="CUDA is not available"):
-        im.label_efficiency(im.digits_task(), [2], [0], SMALL, device="cuda")
+        ist.label_efficiency(im.digits_task(), [2], [0], SMALL, device="cuda")
 
 
 def test_label_efficiency_device_cpu_matches_default():
     task = im.digits_task()
-    a = im.label_efficiency(task, [2], [0], SMALL)
-    b = im.label_efficiency(task, [2], [0], SMALL, device=torch.device("cpu"))
-    for p in im.PIPELINES:
+    a = ist.label_efficiency(task, [2], [0], SMALL)
+    b = ist.label_efficiency(task, [2], [0], SMALL, device=torch.device("cpu"))
+    for p in ist.PIPELINES:
         np.testing.assert_array_equal(a.accuracy[p], b.accuracy[p])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_label_efficiency_on_cuda_matches_cpu():
     task = im.digits_task()
-    a = im.label_efficiency(task, [2, 8], [0, 1], SMALL, dtype=torch.float64)
-    b = im.label_efficiency(task, [2, 8], [0, 1], SMALL, dtype=torch.float64, device="cuda")
-    for p in im.PIPELINES:
+    a = ist.label_efficiency(task, [2, 8], [0, 1], SMALL, dtype=torch.float64)
+    b = ist.label_efficiency(task, [2, 8], [0, 1], SMALL, dtype=torch.float64, device="cuda")
+    for p in ist.PIPELINES:
         np.testing.assert_allclose(a.accuracy[p], b.accuracy[p], atol=1 / 150)

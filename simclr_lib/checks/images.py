@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from ..analysis import Interval, fraction
 from ..diagnostics import alignment
-from ..images import ImageConfig, ImageTask, LabelEfficiency, class_direction, digits_task
-from ..images import label_efficiency
+from ..image_study import LabelEfficiency, label_efficiency
+from ..images import ImageConfig, ImageTask, class_direction, digits_task
 from ..report import Verdict, verdict
 
 __all__ = ["mean_interval", "gain_interval", "remark_mnist", "PairSurvey", "pair_survey",
