@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "binomial_ci", "fraction", "loglog_fit", "bootstrap_slope", "rate_holds",
+__all__ = ["Interval", "binomial_ci", "fraction", "mean_ci", "loglog_fit", "bootstrap_slope", "rate_holds",
            "label_complexity"]
 
 
@@ -46,6 +46,17 @@ def fraction(ok: Sequence[bool] | np.ndarray, level: float = 0.95) -> Interval:
     """The fraction of seeds where ``ok`` is true, with its binomial interval."""
     ok = np.asarray(ok, bool).ravel()
     return binomial_ci(int(ok.sum()), int(ok.size), level)
+
+
+def mean_ci(x: Sequence[float] | np.ndarray, level: float = 0.95) -> Interval:
+    """Mean of the per-seed values ``x`` with its Student-t interval (zero width when all
+    values agree)."""
+    from scipy.stats import t as student_t
+    x = np.asarray(x, float).ravel()
+    if x.size < 2:
+        raise ValueError(f"an interval over seeds needs at least 2 seeds, got {x.size}")
+    half = student_t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+    return Interval(float(x.mean()), float(x.mean() - half), float(x.mean() + half))
 
 
 def loglog_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:

@@ -25,25 +25,14 @@ from typing import Sequence
 
 import numpy as np
 
-from ..analysis import Interval, fraction
+from ..analysis import Interval, fraction, mean_ci
 from ..diagnostics import alignment
 from ..image_study import LabelEfficiency, label_efficiency
 from ..images import ImageConfig, ImageTask, class_direction, digits_task
 from ..report import Verdict, verdict
 
-__all__ = ["mean_interval", "gain_interval", "remark_mnist", "PairSurvey", "pair_survey",
+__all__ = ["gain_interval", "remark_mnist", "PairSurvey", "pair_survey",
            "gain_follows_alignment", "filter_alignment"]
-
-
-def mean_interval(x: np.ndarray, level: float = 0.95) -> Interval:
-    """Mean of the per-seed values ``x`` with its Student-t interval (zero width when all
-    values agree)."""
-    from scipy.stats import t as student_t
-    x = np.asarray(x, float).ravel()
-    if x.size < 2:
-        raise ValueError(f"an interval over seeds needs at least 2 seeds, got {x.size}")
-    half = student_t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
-    return Interval(float(x.mean()), float(x.mean() - half), float(x.mean() + half))
 
 
 def _gain(res: LabelEfficiency, n: int) -> np.ndarray:
@@ -56,7 +45,7 @@ def _gain(res: LabelEfficiency, n: int) -> np.ndarray:
 def gain_interval(res: LabelEfficiency, n: int, level: float = 0.95) -> Interval:
     """Paired gain in test accuracy of SimCLR + fine-tuning over direct training at ``n``
     labels: the mean over seeds with its Student-t interval. Chapter 7, Appendix A."""
-    return mean_interval(_gain(res, n), level)
+    return mean_ci(_gain(res, n), level)
 
 
 def remark_mnist(res: LabelEfficiency, result: str, glue_as: str | None = None) -> Verdict:
@@ -72,7 +61,7 @@ def remark_mnist(res: LabelEfficiency, result: str, glue_as: str | None = None) 
     if n_min == n_max:
         raise ValueError("remark_mnist needs at least two label counts (the gap must close)")
     g_lo, g_hi = _gain(res, n_min), _gain(res, n_max)
-    gain, close = mean_interval(g_lo), mean_interval(g_lo - g_hi)
+    gain, close = mean_ci(g_lo), mean_ci(g_lo - g_hi)
     wins = fraction(g_lo > 0)
     S = len(res.seeds)
     holds = gain.lo > 0 and close.lo > 0
@@ -111,7 +100,7 @@ class PairSurvey:
     def table(self) -> str:
         rows = [f"{'pair':<8}{'alignment':>10}{'gain':>8}{'95% interval':>18}{'direct':>8}"]
         for p in self.pairs:
-            g = mean_interval(self.gain[p])
+            g = mean_ci(self.gain[p])
             rows.append(f"{p[0]} vs {p[1]:<3}{self.align[p].mean():>10.3f}{g.value:>8.3f}"
                         f"{f'[{g.lo:.3f}, {g.hi:.3f}]':>18}{self.direct[p].mean():>8.3f}")
         return "\n".join(rows)

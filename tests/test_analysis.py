@@ -1,0 +1,36 @@
+"""The statistics of ``sl.analysis`` against values computed by hand or by scipy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import simclr_lib as sl
+
+A = sl.analysis
+
+
+def test_binomial_ci_is_clopper_pearson():
+    ci = A.binomial_ci(7, 10)
+    assert ci.value == pytest.approx(0.7)
+    assert ci.lo == pytest.approx(stats.beta.ppf(0.025, 7, 4))
+    assert ci.hi == pytest.approx(stats.beta.ppf(0.975, 8, 3))
+    assert A.binomial_ci(0, 5).lo == 0.0 and A.binomial_ci(5, 5).hi == 1.0
+
+
+def test_mean_ci_is_the_student_t_interval():
+    x = np.array([1.0, 2.0, 4.0, 7.0])
+    ci = A.mean_ci(x)
+    half = stats.t.ppf(0.975, 3) * x.std(ddof=1) / 2.0
+    assert (ci.value, ci.lo, ci.hi) == pytest.approx((3.5, 3.5 - half, 3.5 + half))
+    assert ci.contains(3.5) and not ci.contains(3.5 + 1.01 * half)
+    same = A.mean_ci([2.0, 2.0, 2.0])
+    assert same.lo == same.hi == 2.0
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        A.mean_ci([1.0])
+
+
+def test_mean_ci_covers_the_mean_at_its_level():
+    rng = np.random.default_rng(0)
+    hits = [A.mean_ci(rng.normal(1.0, 2.0, 8)).contains(1.0) for _ in range(2000)]
+    assert 0.93 < np.mean(hits) < 0.97
