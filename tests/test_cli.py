@@ -294,8 +294,10 @@ def test_failed_save_keeps_the_finished_chunks(tmp_path, capsys, monkeypatch):
     assert sl.load_sweep(out).chunks == {"total": 8, "computed": 0, "cached": 8}
 
 
-# A sweep of 6 one-run chunks that each take a noticeable time, for the signal tests.
-SLOW = ["supervised", "--ns", "40", "--snrs", "0.5", "1.0", "2.0", "--seeds", "0:2", "--d", "60",
+# A sweep of 12 one-run chunks that each take a noticeable time (about 1 s), for the signal
+# tests: the signal must arrive while chunks remain, even on a loaded machine.
+SLOW_CHUNKS = 12
+SLOW = ["supervised", "--ns", "40", "--snrs", "0.5", "1.0", "2.0", "--seeds", "0:4", "--d", "60",
         "--m", "2", "--steps", "3000", "--n-test", "50", "--memory-gb", "1e-7", "--threads", "1",
         "--no-progress"]
 
@@ -310,6 +312,7 @@ def start_and_wait_for_a_chunk(out: Path) -> tuple[subprocess.Popen, Path]:
         assert time.time() < deadline, "no chunk finished in time"
         time.sleep(0.05)
     time.sleep(0.1)                                    # into the next chunk
+    assert proc.poll() is None, "the sweep finished before the signal: machine too loaded"
     return proc, chunks
 
 
@@ -322,12 +325,14 @@ def test_sigkill_mid_chunk_then_rerun(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     kept = sorted(chunks.glob("*.npz"))
-    assert proc.returncode == -signal.SIGKILL and 1 <= len(kept) < 6 and not out.exists()
+    assert proc.returncode == -signal.SIGKILL and 1 <= len(kept) < SLOW_CHUNKS
+    assert not out.exists()
     for f in kept:                                    # every chunk under its real name is whole
         with np.load(f) as z:
             assert set(z.files) == {"train_loss", "test_loss", "test_error"}
     assert cli.main([*SLOW, "--out", str(out)]) == 0            # the rerun, in this process
-    assert sl.load_sweep(out).chunks == {"total": 6, "computed": 6 - len(kept), "cached": len(kept)}
+    assert sl.load_sweep(out).chunks == {"total": SLOW_CHUNKS, "computed": SLOW_CHUNKS - len(kept),
+                                        "cached": len(kept)}
     whole = tmp_path / "whole.npz"
     assert cli.main([*SLOW, "--out", str(whole), "--no-cache"]) == 0
     a, b = sl.load_sweep(out), sl.load_sweep(whole)
@@ -343,11 +348,12 @@ def test_ctrl_c_says_how_many_chunks_are_saved(tmp_path):
     err = proc.communicate(timeout=120)[1].strip().splitlines()
     saved = len(list(chunks.glob("*.npz")))
     assert proc.returncode == 130
-    assert err[-1].endswith(f"interrupted: {saved} of 6 chunks saved in {chunks}; rerun the "
+    assert err[-1].endswith(f"interrupted: {saved} of {SLOW_CHUNKS} chunks saved in {chunks}; rerun the "
                             "same command to resume"), err
     assert "Traceback" not in "\n".join(err)
     assert cli.main([*SLOW, "--out", str(out)]) == 0
-    assert sl.load_sweep(out).chunks == {"total": 6, "computed": 6 - saved, "cached": saved}
+    assert sl.load_sweep(out).chunks == {"total": SLOW_CHUNKS, "computed": SLOW_CHUNKS - saved,
+                                        "cached": saved}
 
 
 def test_console_script():
