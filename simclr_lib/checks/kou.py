@@ -128,7 +128,7 @@ def check_agreement(name: str, ours: np.ndarray, table: np.ndarray, slack: float
 
 
 def large_d(ds: Sequence[int] = LARGE_DS, mu_norms: Sequence[float] = LARGE_MU,
-            seeds: Sequence[int] = range(20), chunk: int = 5) -> dict:
+            seeds: Sequence[int] = range(20), chunk: int = 1) -> dict:
     """The peer's mapped model (``fast.kou_configs``) at any ``d`` by the Gram method
     (``simclr_lib.gram``: exact in distribution, cost independent of ``d``): test error
     ``err`` (len(ds), len(mu_norms), len(seeds)). Row ``t`` runs seed ``s`` as
