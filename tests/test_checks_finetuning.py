@@ -80,3 +80,71 @@ def test_labels_vs_direct_fails_when_direct_training_learns():
     sup[2] = 0.05
     assert not chk.labels_vs_direct(ft, sup, ns).holds
     assert not chk.labels_vs_direct(np.full((3, 8), 0.2), np.full((3, 8), 0.5), ns).holds
+
+
+# ----------------------------------------------- chunking to a memory budget (issue 12, item 5)
+
+def _tiny():
+    return (sl.DataConfig(d=60, snr=0.4), sl.PretrainConfig(n0=12, m=2),
+            sl.SupervisedConfig(m=2, steps=20, n_test=15, record_every=5))
+
+
+def test_seeds_per_chunk_follows_the_budget():
+    data, pre, ft = _tiny()
+    per = max(sl.chunks.run_bytes("alignment", data, pre.n0, pre=pre),
+              2 * sl.chunks.run_bytes("supervised", data, 4, cfg=ft))
+    fixed = sl.chunks.draw_bytes(max(pre.n0, ft.n_test), data.d)
+    assert chk.seeds_per_chunk(data, pre, ft, [2, 4], (fixed + 3.5 * per) / 2 ** 30) == 3
+    assert chk.seeds_per_chunk(data, pre, ft, [2, 4], 1e-9) == 1          # one seed always goes
+    # the chapter's sizes: one seed of n0 = 1600 is already ~95 MB, so 0.1 GB runs one at a time
+    big = chk.seeds_per_chunk(sl.DataConfig(snr=0.1), sl.PretrainConfig(n0=1600),
+                              sl.SupervisedConfig(), [2, 4, 8, 16, 32, 64], 0.1)
+    assert big == 1
+
+
+def test_experiment_in_chunks_equals_one_batch():
+    data, pre, ft = _tiny()
+    seeds, ns = [0, 1, 2], [2, 4]
+    one = chk.experiment(seeds, data, pre, ft, ns, chunk=3)
+    for kw in ({"chunk": 1}, {"memory_gb": 1e-9}):                         # the budget: 1 seed
+        parts = chk.experiment(seeds, data, pre, ft, ns, **kw)
+        assert torch.equal(one.W_split, parts.W_split)
+        np.testing.assert_array_equal(one.align, parts.align)
+        np.testing.assert_array_equal(one.one_class, parts.one_class)
+        for k in one.head:
+            np.testing.assert_array_equal(one.head[k], parts.head[k])
+        for key in ("ft", "sup"):
+            for n in ns:
+                for m, v in getattr(one, key)[n].items():
+                    np.testing.assert_array_equal(v, getattr(parts, key)[n][m])
+
+
+def test_split_study_equals_run_simclr_finetune_and_budget_limits_the_chunk(monkeypatch):
+    data, pre = sl.DataConfig(d=60), sl.PretrainConfig(n0=10, m=3)
+    ref = sl.run_simclr_finetune(range(7), data, pre, sl.SupervisedConfig(m=3, steps=1, n_test=4),
+                                 snr=0.8, n=2)
+    sizes = []
+    real = chk.run_pretrain
+    monkeypatch.setattr(chk, "run_pretrain",
+                        lambda s, *a, **k: sizes.append(len(s)) or real(s, *a, **k))
+    per = sl.chunks.run_bytes("alignment", data, pre.n0, pre=pre)
+    budget = (sl.chunks.draw_bytes(pre.n0, data.d) + 3.5 * per) / 2 ** 30
+    s = chk.split_study(range(7), data, pre, snr=0.8, memory_gb=budget)
+    assert sizes == [3, 3, 1]                                              # 3 seeds per chunk
+    assert torch.equal(s.W, ref.pretrain.W) and torch.equal(s.W_split, ref.W_split)
+    assert torch.equal(s.mu, ref.pretrain.data.mu)
+    np.testing.assert_array_equal(s.kept, sl.checks.pretraining.kept_signs(ref.pretrain))
+    assert chk.lemma_5_4(s.W, s.W_split, s.mu).holds == chk.lemma_5_4(
+        ref.pretrain.W, ref.W_split, ref.pretrain.data.mu).holds
+
+
+def test_return_freed_memory_only_moves_allocations():
+    import platform
+    ok = sl.plotting.return_freed_memory()
+    assert ok or platform.libc_ver()[0] != "glibc"               # glibc: set; elsewhere a no-op
+    data, pre = sl.DataConfig(d=60), sl.PretrainConfig(n0=10, m=3, steps=5, stop="steps")
+    a = sl.run_pretrain([0, 1], data, pre)
+    sl.plotting.return_freed_memory(1)                           # every block mapped on its own
+    b = sl.run_pretrain([0, 1], data, pre)
+    sl.plotting.return_freed_memory()
+    assert torch.equal(a.W, b.W)

@@ -69,3 +69,24 @@ def test_step_size_from_the_data_sets_lambda_1():
 def test_pretrain_config_new_options_validated(kw, msg):
     with pytest.raises(ValueError, match=msg):
         sl.PretrainConfig(**kw)
+
+
+def test_signs_kept_in_chunks_equals_one_batch_and_the_budget_limits_the_chunk(monkeypatch):
+    """issue 12, item 5: chunked to a memory budget, the same booleans as one batch."""
+    from simclr_lib.checks import pretraining as chk_pre
+    data, seeds = sl.DataConfig(d=60), [0, 1, 2, 3, 4]
+    ref = {n0: chk_pre.kept_signs(sl.run_pretrain(seeds, data, sl.PretrainConfig(n0=n0),
+                                                  snr=0.5)) for n0 in (8, 16)}
+    sizes = []
+    real = chk_pre.run_pretrain
+    monkeypatch.setattr(chk_pre, "run_pretrain",
+                        lambda s, *a, **k: sizes.append(len(s)) or real(s, *a, **k))
+    cfg = sl.PretrainConfig(n0=16)
+    per = sl.chunks.run_bytes("alignment", data, 16, pre=cfg)
+    budget = (sl.chunks.draw_bytes(16, data.d) + 2.5 * per) / 2 ** 30
+    got = chk_pre.signs_kept([16], seeds, data, snr=0.5, memory_gb=budget)
+    assert sizes == [2, 2, 1]
+    np.testing.assert_array_equal(got[16], ref[16])
+    got = chk_pre.signs_kept([8, 16], seeds, data, snr=0.5)          # default budget: one batch
+    for n0 in (8, 16):
+        np.testing.assert_array_equal(got[n0], ref[n0])

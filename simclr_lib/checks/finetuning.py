@@ -13,16 +13,18 @@ import numpy as np
 import torch
 
 from ..analysis import fraction
+from ..chunks import draw_bytes, run_bytes
 from ..config import DataConfig, PretrainConfig, SupervisedConfig
 from ..data import stream
 from ..diagnostics import alignment
 from ..models import split_filters
-from ..pipelines import run_finetune, run_pretrain, run_supervised
+from ..pipelines import run_finetune, run_pretrain, run_supervised, split_start
 from ..report import Verdict, verdict
 from ..training import History
 
 __all__ = ["WHP", "experiment", "bound_met", "by_n", "condition_4_1", "lemma_5_4", "theorem_5_5",
-           "gaussian_start", "theorem_4_2", "labels_vs_direct", "head_start"]
+           "gaussian_start", "theorem_4_2", "labels_vs_direct", "head_start",
+           "seeds_per_chunk", "split_study", "SplitStudy"]
 
 WHP = 0.9            # "with high probability": at least this fraction of the seeds
 
@@ -103,6 +105,36 @@ def head_start(W0: torch.Tensor, train) -> np.ndarray:
     return (s / x.amax((1, 2, 3))).numpy()
 
 
+class SplitStudy:
+    """The random split on many cheap seeds: ``W`` (R, 2m, d) the pre-trained filters,
+    ``W_split`` (R, 2, m, d) their split, ``mu`` (R, d) the signal and ``kept`` (R, 2m)
+    whether each filter kept the sign of <w_r(0), mu> (``checks.pretraining.kept_signs``)."""
+
+    def __init__(self, W, W_split, mu, kept):
+        self.W, self.W_split, self.mu, self.kept = W, W_split, mu, kept
+
+
+def split_study(seeds: Sequence[int], data: DataConfig, pre: PretrainConfig,
+                snr: float | None = None, memory_gb: float = 0.05) -> SplitStudy:
+    """Pre-train every seed and split its filters, exactly as ``run_simclr_finetune`` does
+    (``run_pretrain`` then ``split_start``), for Lemma 5.4. Seeds run in chunks that fit
+    ``memory_gb`` (``chunks.run_bytes``), and of each chunk only the filters, the split, the
+    signal and the kept signs are kept, not the samples and views (memory O(chunk n0 d) +
+    O(seeds m d)); a run's result does not depend on its batch-mates."""
+    from .pretraining import kept_signs
+    seeds = list(seeds)
+    per = run_bytes("alignment", data, pre.n0, pre=pre)
+    k = max(1, int((memory_gb * 2 ** 30 - draw_bytes(pre.n0, data.d)) // per))
+    parts = []
+    for i in range(0, len(seeds), k):
+        ss = seeds[i:i + k]
+        res = run_pretrain(ss, data, pre, snr=snr)
+        parts.append((res.W, split_start(res, ss), res.data.mu, kept_signs(res)))
+        del res
+    W, W_split, mu, kept = zip(*parts)
+    return SplitStudy(torch.cat(W), torch.cat(W_split), torch.cat(mu), np.concatenate(kept))
+
+
 class Experiment:
     """The chapter's runs: ``ft[n]`` and ``sup[n]`` map metric -> (seeds, T) for SimCLR +
     fine-tuning and direct training on the same labels; ``W_split`` (seeds, 2, m, d) the split
@@ -115,11 +147,28 @@ class Experiment:
         self.W_split, self.align, self.one_class, self.steps = [], [], [], None
 
 
+def seeds_per_chunk(data: DataConfig, pre: PretrainConfig, ft: SupervisedConfig,
+                    ns: Sequence[int], memory_gb: float) -> int:
+    """How many seeds :func:`experiment` runs at once within ``memory_gb`` (at least 1): a
+    seed's working set is the larger of its pre-training (``chunks.run_bytes``) and its
+    ``len(ns)`` fine-tuning runs (each with its own test set) plus one run's draw."""
+    per_seed = max(run_bytes("alignment", data, pre.n0, pre=pre),
+                   len(ns) * run_bytes("supervised", data, max(ns), cfg=ft))
+    fixed = draw_bytes(max(pre.n0, ft.n_test), data.d)
+    return max(1, int((memory_gb * 2 ** 30 - fixed) // per_seed))
+
+
 def experiment(seeds: Sequence[int], data: DataConfig, pre: PretrainConfig,
-               ft: SupervisedConfig, ns: Sequence[int], chunk: int = 2) -> Experiment:
+               ft: SupervisedConfig, ns: Sequence[int], chunk: int | None = None,
+               memory_gb: float = 0.1) -> Experiment:
     """Pre-train each seed (``run_pretrain``), split its filters as ``run_simclr_finetune``
     does, fine-tune it on every ``n`` in ``ns`` and train directly on the same labels.
-    Runs ``chunk`` seeds at a time and keeps only the recorded metrics (memory O(chunk))."""
+    Runs ``chunk`` seeds at a time (default: as many as :func:`seeds_per_chunk` fits in
+    ``memory_gb``, at least one) and keeps only the recorded metrics, so memory is
+    O(chunk). A run's results do not depend on its batch-mates, so the chunking changes
+    nothing but the memory (tests/test_checks_finetuning.py)."""
+    if chunk is None:
+        chunk = seeds_per_chunk(data, pre, ft, ns, memory_gb)
     ex, K = Experiment(), len(ns)
     parts: dict = {"ft": [], "sup": []}
     for i in range(0, len(seeds), chunk):

@@ -20,7 +20,7 @@ from ..report import Verdict, verdict
 from ..pretraining import pretrain
 
 __all__ = ["one_step", "lemma_5_1", "spectra", "lemma_5_2", "theorem_5_3", "kept_signs",
-           "theorem_5_3_signs", "long_runs", "augmentation", "ntxent"]
+           "signs_kept", "theorem_5_3_signs", "long_runs", "augmentation", "ntxent"]
 
 
 def one_step(sigmas: Sequence[float], snr: float, n0: int, seed: int = 0,
@@ -128,6 +128,23 @@ def kept_signs(res) -> np.ndarray:
     a = torch.einsum("rkd,rd->rk", res.W0, mu)
     b = torch.einsum("rkd,rd->rk", res.W, mu)
     return (a * b > 0).numpy()
+
+
+def signs_kept(n0s: Sequence[int], seeds: Sequence[int], data: DataConfig = DataConfig(),
+               snr: float | None = None, memory_gb: float = 0.02) -> dict[int, np.ndarray]:
+    """:func:`kept_signs` after ``run_pretrain(seeds, data, PretrainConfig(n0=n0), snr)``
+    for every ``n0``: {n0: (seeds, 2m) booleans}. Seeds run in chunks that fit ``memory_gb``
+    (``chunks.run_bytes``) and only the signs are kept, not the samples; a run's result does
+    not depend on its batch-mates, so the chunking changes nothing but the memory."""
+    from ..chunks import draw_bytes, run_bytes
+    seeds, out = list(seeds), {}
+    for n0 in n0s:
+        cfg = PretrainConfig(n0=n0)
+        per = run_bytes("alignment", data, n0, pre=cfg)
+        k = max(1, int((memory_gb * 2 ** 30 - draw_bytes(n0, data.d)) // per))
+        out[n0] = np.concatenate([kept_signs(run_pretrain(seeds[i:i + k], data, cfg, snr=snr))
+                                  for i in range(0, len(seeds), k)])
+    return out
 
 
 def theorem_5_3_signs(kept: dict[float, np.ndarray], cos_v1: dict[float, float]) -> Verdict:
