@@ -28,9 +28,10 @@ _NAMES = {
                      "fit", "make_stepper"], "training"),
     **dict.fromkeys(["PretrainResult", "pretrain"], "pretraining"),
     **dict.fromkeys(["SweepResult", "load_sweep"], "results"),
+    "setup": "chapter",
 }
-# submodules reachable as attributes (``sl.sweeps.supervised_grid``, ``sl.plotting.setup``)
-_MODULES = {"analysis", "checks", "chunks", "cli", "config", "data", "diagnostics", "explore",
+# submodules reachable as attributes (``sl.sweeps.supervised_grid``, ``sl.plotting.heatmap``)
+_MODULES = {"analysis", "chapter", "checks", "chunks", "cli", "config", "data", "diagnostics", "explore",
             "fast", "image_data", "image_study", "images", "losses", "models", "pipelines",
             "plotting", "pretraining", "report", "results", "studies", "sweeps", "training"}
 

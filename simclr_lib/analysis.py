@@ -28,7 +28,14 @@ class Interval:
         return bool(self.lo <= x <= self.hi)
 
     def __str__(self) -> str:
-        return f"{self.value:.3g} [{self.lo:.3g}, {self.hi:.3g}]"
+        return f"{_g3(self.value)} [{_g3(self.lo)}, {_g3(self.hi)}]"
+
+
+def _g3(x: float) -> str:
+    """``x`` to 3 significant digits, rounded from 9 first: a value that is a tie in exact
+    arithmetic (e.g. a bootstrap quantile of fractions of 8 seeds, -0.2125) prints the same
+    whatever the last bits its BLAS left (-0.21249999999 or -0.21250000001)."""
+    return f"{float(f'{x:.9g}'):.3g}"
 
 
 def binomial_ci(k: int, n: int, level: float = 0.95) -> Interval:

@@ -9,8 +9,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["PALETTE", "COLORS", "use_style", "heatmap", "cell_edges", "loglog_fit", "setup",
-           "return_freed_memory"]
+__all__ = ["PALETTE", "COLORS", "use_style", "heatmap", "cell_edges", "loglog_fit"]
 
 # Okabe-Ito: distinguishable under the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -70,44 +69,3 @@ def heatmap(ax, values: np.ndarray, xs: Sequence[float], ys: Sequence[float], xl
 
 
 from .analysis import loglog_fit  # noqa: E402  (moved; kept here for old imports)
-
-
-MMAP_THRESHOLD = 128 * 2 ** 10   # bytes: larger blocks are mapped and unmapped on their own
-
-
-def return_freed_memory(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Make the C allocator (glibc) give every block of at least ``threshold`` bytes back
-    to the system as soon as it is freed: ``mallopt(M_MMAP_THRESHOLD, threshold)``.
-
-    By default glibc raises that threshold to the size of the largest block freed so far (up
-    to 32 MB), after which the chapters' (R, n, d) tensors come from the heap, and what they
-    leave there when freed mostly stays resident: measured, a chapter's kernel held 200 MB
-    more than its live tensors (bench/README.md, row g). A fixed threshold also turns the
-    adjustment off. Only where the allocation happens changes, never a value computed.
-    Returns False (and does nothing) where there is no glibc ``mallopt``.
-    """
-    import ctypes
-    import ctypes.util
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    M_MMAP_THRESHOLD = -3
-    return bool(mallopt(M_MMAP_THRESHOLD, int(threshold)))
-
-
-def setup(threads: int = 1) -> dict[str, str]:
-    """The one set-up cell of every chapter: the book's figure style, ``threads`` torch
-    threads and freed memory returned to the system (:func:`return_freed_memory`, which keeps
-    a chapter's kernel within Binder's memory). Returns ``COLORS``.
-
-    Chapters run one thread: their batched programs are small, and one thread makes the
-    printed numbers that nbval compares the same on every machine, whatever its core count.
-    The library itself works with any thread count (tests/test_threads.py).
-    """
-    import torch
-    torch.set_num_threads(threads)
-    return_freed_memory()
-    use_style()
-    return COLORS

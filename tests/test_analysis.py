@@ -34,3 +34,10 @@ def test_mean_ci_covers_the_mean_at_its_level():
     rng = np.random.default_rng(0)
     hits = [A.mean_ci(rng.normal(1.0, 2.0, 8)).contains(1.0) for _ in range(2000)]
     assert 0.93 < np.mean(hits) < 0.97
+
+
+def test_interval_prints_ties_the_same_whatever_the_last_bits():
+    a = sl.analysis.Interval(-0.125, -0.2125 - 1e-15, -0.0125)
+    b = sl.analysis.Interval(-0.125, -0.2125 + 1e-15, -0.0125)
+    assert str(a) == str(b) == "-0.125 [-0.212, -0.0125]"
+    assert str(sl.analysis.Interval(0.2366, 0.22449, 0.2461)) == "0.237 [0.224, 0.246]"

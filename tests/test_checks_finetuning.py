@@ -140,11 +140,11 @@ def test_split_study_equals_run_simclr_finetune_and_budget_limits_the_chunk(monk
 
 def test_return_freed_memory_only_moves_allocations():
     import platform
-    ok = sl.plotting.return_freed_memory()
+    ok = sl.chapter.return_freed_memory()
     assert ok or platform.libc_ver()[0] != "glibc"               # glibc: set; elsewhere a no-op
     data, pre = sl.DataConfig(d=60), sl.PretrainConfig(n0=10, m=3, steps=5, stop="steps")
     a = sl.run_pretrain([0, 1], data, pre)
-    sl.plotting.return_freed_memory(1)                           # every block mapped on its own
+    sl.chapter.return_freed_memory(1)                           # every block mapped on its own
     b = sl.run_pretrain([0, 1], data, pre)
-    sl.plotting.return_freed_memory()
+    sl.chapter.return_freed_memory()
     assert torch.equal(a.W, b.W)

@@ -140,7 +140,7 @@ def test_import_is_lazy():
     code = ("import sys; import simclr_lib as sl; "
             "heavy = ('torch', 'matplotlib', 'simclr_lib.sweeps', 'simclr_lib.plotting'); "
             "assert not [m for m in heavy if m in sys.modules]; "
-            "assert 'supervised_grid' in dir(sl.sweeps) and callable(sl.plotting.setup); "
+            "assert 'supervised_grid' in dir(sl.sweeps) and callable(sl.setup); "
             "assert sl.run_supervised.__module__ == 'simclr_lib.pipelines'; "
             "assert set(sl.__all__) <= set(dir(sl)) and 'load_sweep' in sl.__all__; "
             "from simclr_lib import DataConfig, verdict; print('ok')")
