@@ -21,14 +21,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._validate import check_choice
+from ._validate import check_choice, check_float
 from .config import DataConfig, PretrainConfig, SupervisedConfig
 from .progress import enabled, quiet
 
 # torch is imported only where a tensor is made: planning a sweep and reading its cache do not
 # pay for it (python -m simclr_lib on a finished sweep).
 
-__all__ = ["run_bytes", "draw_bytes", "supervised_cost", "pretrain_cost", "cut", "chunk_key", "source_hash",
+__all__ = ["run_bytes", "runs_within", "draw_bytes", "supervised_cost", "pretrain_cost", "cut", "chunk_key", "source_hash",
            "execute", "Job"]
 
 # ---------------------------------------------------------------------------------------------
@@ -82,6 +82,13 @@ def run_bytes(kind: str, data: DataConfig, size: int, cfg: SupervisedConfig | No
     n = max(ns)
     ft = len(ns) * _supervised_floats(n, d, cfg.m, cfg.n_test, choose_method(cfg.method, n, d))
     return b * max(pre_f, ft)
+
+
+def runs_within(memory_gb: float, per_run: float, fixed: float = 0.0) -> int:
+    """How many runs of ``per_run`` bytes fit ``memory_gb`` beside ``fixed`` bytes (at least
+    one: a single run always goes)."""
+    memory_gb = check_float("memory_gb", memory_gb, low=0.0, low_open=True)
+    return max(1, int((memory_gb * 2 ** 30 - fixed) // per_run))
 
 
 def draw_bytes(size: int, d: int, dtype=None) -> float:

@@ -407,3 +407,14 @@ def test_progress_default_is_interactive_only(monkeypatch, capsys):
     monkeypatch.setenv("SIMCLR_PROGRESS", "0")
     sl.run_supervised([0], DATA, sl.SupervisedConfig(m=2, steps=60, n_test=10))
     assert capsys.readouterr().err == ""
+
+
+def test_runs_within_a_budget():
+    from simclr_lib.chunks import runs_within
+    gb = 2 ** 30
+    assert runs_within(1.0, gb / 4) == 4
+    assert runs_within(1.0, gb / 4, fixed=gb / 2) == 2
+    assert runs_within(1.0, 2 * gb) == 1                       # a single run always goes
+    for bad in (0.0, -1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="memory_gb"):
+            runs_within(bad, 1.0)

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 
 from ..analysis import fraction
-from ..chunks import draw_bytes, run_bytes
+from .._validate import check_int
+from ..chunks import draw_bytes, run_bytes, runs_within
 from ..config import DataConfig, PretrainConfig, SupervisedConfig
-from ..data import stream
 from ..diagnostics import alignment
-from ..models import split_filters
 from ..pipelines import run_finetune, run_pretrain, run_supervised, split_start
 from ..report import Verdict, verdict
 from ..training import History
@@ -123,8 +122,8 @@ def split_study(seeds: Sequence[int], data: DataConfig, pre: PretrainConfig,
     O(seeds m d)); a run's result does not depend on its batch-mates."""
     from .pretraining import kept_signs
     seeds = list(seeds)
-    per = run_bytes("alignment", data, pre.n0, pre=pre)
-    k = max(1, int((memory_gb * 2 ** 30 - draw_bytes(pre.n0, data.d)) // per))
+    k = runs_within(memory_gb, run_bytes("alignment", data, pre.n0, pre=pre),
+                    draw_bytes(pre.n0, data.d))
     parts = []
     for i in range(0, len(seeds), k):
         ss = seeds[i:i + k]
@@ -154,8 +153,7 @@ def seeds_per_chunk(data: DataConfig, pre: PretrainConfig, ft: SupervisedConfig,
     ``len(ns)`` fine-tuning runs (each with its own test set) plus one run's draw."""
     per_seed = max(run_bytes("alignment", data, pre.n0, pre=pre),
                    len(ns) * run_bytes("supervised", data, max(ns), cfg=ft))
-    fixed = draw_bytes(max(pre.n0, ft.n_test), data.d)
-    return max(1, int((memory_gb * 2 ** 30 - fixed) // per_seed))
+    return runs_within(memory_gb, per_seed, draw_bytes(max(pre.n0, ft.n_test), data.d))
 
 
 def experiment(seeds: Sequence[int], data: DataConfig, pre: PretrainConfig,
@@ -167,14 +165,14 @@ def experiment(seeds: Sequence[int], data: DataConfig, pre: PretrainConfig,
     ``memory_gb``, at least one) and keeps only the recorded metrics, so memory is
     O(chunk). A run's results do not depend on its batch-mates, so the chunking changes
     nothing but the memory (tests/test_checks_finetuning.py)."""
-    if chunk is None:
-        chunk = seeds_per_chunk(data, pre, ft, ns, memory_gb)
+    chunk = (seeds_per_chunk(data, pre, ft, ns, memory_gb) if chunk is None
+             else check_int("chunk", chunk))
     ex, K = Experiment(), len(ns)
     parts: dict = {"ft": [], "sup": []}
     for i in range(0, len(seeds), chunk):
         ss = list(seeds[i:i + chunk])
         res = run_pretrain(ss, data, pre)
-        W_split = split_filters(res.W, [stream(s, "split") for s in ss])
+        W_split = split_start(res, ss)
         ex.W_split.append(W_split)
         ex.align.append(res.history.last("align_mean"))
         del res

@@ -136,12 +136,12 @@ def signs_kept(n0s: Sequence[int], seeds: Sequence[int], data: DataConfig = Data
     for every ``n0``: {n0: (seeds, 2m) booleans}. Seeds run in chunks that fit ``memory_gb``
     (``chunks.run_bytes``) and only the signs are kept, not the samples; a run's result does
     not depend on its batch-mates, so the chunking changes nothing but the memory."""
-    from ..chunks import draw_bytes, run_bytes
+    from ..chunks import draw_bytes, run_bytes, runs_within
     seeds, out = list(seeds), {}
     for n0 in n0s:
         cfg = PretrainConfig(n0=n0)
-        per = run_bytes("alignment", data, n0, pre=cfg)
-        k = max(1, int((memory_gb * 2 ** 30 - draw_bytes(n0, data.d)) // per))
+        k = runs_within(memory_gb, run_bytes("alignment", data, n0, pre=cfg),
+                        draw_bytes(n0, data.d))
         out[n0] = np.concatenate([kept_signs(run_pretrain(seeds[i:i + k], data, cfg, snr=snr))
                                   for i in range(0, len(seeds), k)])
     return out
