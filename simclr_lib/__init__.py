@@ -31,9 +31,10 @@ _NAMES = {
     "setup": "chapter",
 }
 # submodules reachable as attributes (``sl.sweeps.supervised_grid``, ``sl.plotting.heatmap``)
-_MODULES = {"analysis", "chapter", "checks", "chunks", "cli", "config", "data", "diagnostics", "explore",
-            "fast", "image_data", "image_study", "images", "losses", "models", "pipelines",
-            "plotting", "pretraining", "report", "results", "studies", "sweeps", "training"}
+_MODULES = {"analysis", "chapter", "checks", "chunks", "cli", "config", "data", "diagnostics",
+            "explore", "fast", "image_data", "image_study", "images", "losses", "models",
+            "pipelines", "plotting", "pretraining", "report", "results", "studies", "sweeps",
+            "training"}
 
 __all__ = sorted(_NAMES)
 

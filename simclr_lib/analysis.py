@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "binomial_ci", "fraction", "mean_ci", "loglog_fit", "bootstrap_slope", "rate_holds",
-           "label_complexity"]
+__all__ = ["Interval", "binomial_ci", "fraction", "mean_ci", "loglog_fit", "bootstrap_slope",
+           "rate_holds", "label_complexity"]
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def return_freed_memory(threshold: int = MMAP_THRESHOLD) -> bool:
     except (OSError, AttributeError):
         return False
     M_MMAP_THRESHOLD = -3
-    return bool(mallopt(M_MMAP_THRESHOLD, int(threshold)))
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
 
 
 def setup(threads: int = 1) -> dict[str, str]:

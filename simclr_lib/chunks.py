@@ -28,8 +28,8 @@ from .progress import enabled, quiet
 # torch is imported only where a tensor is made: planning a sweep and reading its cache do not
 # pay for it (python -m simclr_lib on a finished sweep).
 
-__all__ = ["run_bytes", "runs_within", "draw_bytes", "supervised_cost", "pretrain_cost", "cut", "chunk_key", "source_hash",
-           "execute", "Job"]
+__all__ = ["run_bytes", "runs_within", "draw_bytes", "supervised_cost", "pretrain_cost", "cut",
+           "chunk_key", "source_hash", "execute", "Job"]
 
 # ---------------------------------------------------------------------------------------------
 # Memory: the peak working set of one run, in bytes. Each term names the tensors it counts;

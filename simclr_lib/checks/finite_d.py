@@ -160,7 +160,8 @@ DATA_FILE = Path(__file__).resolve().parents[2] / "book" / "data" / "finite_d.js
 
 
 def load(path: str | Path = DATA_FILE) -> dict:
-    """A study written by ``python -m simclr_lib.checks.finite_d`` (default: the book's ``book/data/finite_d.json``)."""
+    """A study written by ``python -m simclr_lib.checks.finite_d`` (default: the book's
+    ``book/data/finite_d.json``)."""
     return json.loads(Path(path).read_text())
 
 

@@ -105,10 +105,11 @@ def label_grid(kind: str, ns: Sequence[int], snrs: Sequence[float], seeds: Seque
                n0: int | None = None) -> LabelGrid:
     """Final test loss and error of ``kind`` (``"supervised"`` or ``"simclr"``) over a grid.
 
-    Seed ``s`` of every cell uses the same streams as :func:`~simclr_lib.pipelines.run_supervised` and
-    :func:`~simclr_lib.pipelines.run_simclr_finetune` (same labels for both pipelines). SimCLR cells of
-    one ``(snr, seed)`` share one pre-training on ``n0 = n0_snr2 / snr^2`` samples, or on
-    ``n0`` samples at every SNR when ``n0`` is given (Appendix A). Chapter 1.
+    Seed ``s`` of every cell uses the same streams as
+    :func:`~simclr_lib.pipelines.run_supervised` and
+    :func:`~simclr_lib.pipelines.run_simclr_finetune` (same labels for both pipelines). SimCLR
+    cells of one ``(snr, seed)`` share one pre-training on ``n0 = n0_snr2 / snr^2`` samples,
+    or on ``n0`` samples at every SNR when ``n0`` is given (Appendix A). Chapter 1.
     """
     check_choice("kind", kind, ("supervised", "simclr"))
     ns = [check_int("n", n) for n in ns]

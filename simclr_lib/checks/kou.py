@@ -96,8 +96,8 @@ def table_exponent(err: np.ndarray, ds: Sequence[float], mu_norms: Sequence[floa
 
 
 def noise_floor(err: np.ndarray) -> float:
-    """The expected mean absolute difference between two independent grids of the same model with
-    ``S`` seeds each, from the per-cell seed variances of ``err`` (D, M, S):
+    """The expected mean absolute difference between two independent grids of the same model
+    with ``S`` seeds each, from the per-cell seed variances of ``err`` (D, M, S):
     ``mean_c sqrt(2/pi) sqrt(2 var_c / S)``."""
     err = np.asarray(err, float)
     S = err.shape[-1]
