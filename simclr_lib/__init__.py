@@ -32,9 +32,9 @@ _NAMES = {
 }
 # submodules reachable as attributes (``sl.sweeps.supervised_grid``, ``sl.plotting.heatmap``)
 _MODULES = {"analysis", "chapter", "checks", "chunks", "cli", "config", "data", "diagnostics",
-            "explore", "fast", "image_data", "image_study", "images", "losses", "models",
-            "pipelines", "plotting", "pretraining", "report", "results", "studies", "sweeps",
-            "training"}
+            "explore", "fast", "gram", "image_data", "image_study", "images", "kernels",
+            "losses", "models", "pipelines", "plotting", "pretraining", "report", "results",
+            "studies", "sweeps", "training"}
 
 __all__ = sorted(_NAMES)
 

@@ -17,7 +17,8 @@ import torch
 from ._validate import check_device, check_dtype, check_float, check_int, check_seeds, per_run
 from .config import DataConfig
 
-__all__ = ["Dataset", "stream", "cell_seed", "make_dataset", "augment", "views", "STREAMS"]
+__all__ = ["Dataset", "stream", "cell_seed", "make_dataset", "draw_run", "augment", "views",
+           "STREAMS"]
 
 # Independent random streams of one run: a test set never shares draws with a training set.
 STREAMS = {"train": 0, "test": 1, "init": 2, "augment": 3, "split": 4, "unlabeled": 5,
@@ -125,6 +126,20 @@ def _noise(gen: torch.Generator, n: int, d: int, sigma_p: float, dtype: torch.dt
     return xi
 
 
+def draw_run(cfg: DataConfig, k: int, gen: torch.Generator, dtype: torch.dtype = torch.float32
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One run's ``k`` samples from ``gen``, in the order :func:`make_dataset` draws them:
+    clean labels ``y_true``, observed labels ``y``, ``signal_first`` (k,) and the noise
+    patches' coordinates ``2..d`` (k, d - 1) (coordinate 1, along ``mu``, is zero). Not
+    validated: ``make_dataset`` and ``fast.supervised_cells`` call it."""
+    yt = torch.randint(0, 2, (k,), generator=gen).to(dtype) * 2 - 1
+    flip = torch.rand(k, generator=gen, dtype=torch.float64) < cfg.p
+    pos = torch.randint(0, 2, (k,), generator=gen) == 0
+    first = pos if cfg.signal_patch == "random" else torch.ones(k, dtype=torch.bool)
+    noise = torch.randn(k, cfg.d - 1, generator=gen, dtype=dtype).mul_(cfg.sigma_p)
+    return yt, torch.where(flip, -yt, yt), first, noise
+
+
 def make_dataset(cfg: DataConfig, n: int | Sequence[int], seeds: int | Sequence[int],
                  split: str = "train", snr: float | Sequence[float] | None = None,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Dataset:
@@ -153,14 +168,8 @@ def make_dataset(cfg: DataConfig, n: int | Sequence[int], seeds: int | Sequence[
     first = torch.ones(R, n_max, dtype=torch.bool)
     mask = torch.zeros(R, n_max, dtype=torch.bool)
     for r, (seed, k) in enumerate(zip(seeds, ns)):   # one generator per run: batch == one-at-a-time
-        g = stream(seed, split)
-        yt = torch.randint(0, 2, (k,), generator=g).to(dtype) * 2 - 1
-        flip = torch.rand(k, generator=g, dtype=torch.float64) < cfg.p
-        pos = torch.randint(0, 2, (k,), generator=g) == 0
-        y_true[r, :k] = yt
-        y[r, :k] = torch.where(flip, -yt, yt)
-        first[r, :k] = pos if cfg.signal_patch == "random" else True
-        noise[r, :k] = _noise(g, k, d, cfg.sigma_p, dtype)
+        y_true[r, :k], y[r, :k], first[r, :k], noise[r, :k, 1:] = draw_run(
+            cfg, k, stream(seed, split), dtype)
         mask[r, :k] = True
     mu = torch.zeros(R, d, dtype=dtype)
     mu[:, 0] = torch.tensor([cfg.mu_norm(s) for s in snrs], dtype=dtype)

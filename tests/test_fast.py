@@ -51,6 +51,57 @@ def test_cells_equal_run_supervised(dtype, tol, err_tol, q, lr, d):
                                                      for k in fast.METRICS}
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+def test_compiled_relu_passes_equal_the_torch_cells(dtype, tol):
+    """On the CPU with ReLU, supervised_cells runs the compiled passes (fast._relu_cells,
+    kernels.py); they equal the tensor version fast._cells (which other devices and q != 1 use)
+    on the same streams, ||mu|| = 0 included. In float32 a 100-step ReLU run amplifies rounding
+    (an activation at the edge of zero), hence the looser tolerance; test errors may differ by
+    a flipped sample."""
+    data, cfg = fast.kou_configs(140, n_test=400, steps=100)
+    a = fast._cells(SEEDS, MUS, 20, data, cfg, torch.device("cpu"), dtype)
+    b = fast._relu_cells(SEEDS, MUS, 20, data, cfg, dtype)
+    for k in ("train_loss", "test_loss"):
+        np.testing.assert_allclose(b[k], a[k], rtol=tol, atol=tol, err_msg=k)
+    assert np.abs(a["test_error"] - b["test_error"]).max() <= (0 if dtype == torch.float64
+                                                                else 2 / 400)
+
+
+def test_compiled_passes_detect_divergence():
+    """A step that overflows float32 stops the run with the tensor version's error, at the
+    same step; a large but finite one does not."""
+    data, cfg = fast.kou_configs(120, n_test=10, steps=50)
+    with pytest.raises(sl.DivergenceError, match="diverged at step 1 "):
+        fast.supervised_cells([0], [5.0], 20, data, replace(cfg, lr=1e38))
+    with pytest.raises(sl.DivergenceError, match="diverged at step 1 "):
+        fast._cells([0], [5.0], 20, data, replace(cfg, lr=1e38), torch.device("cpu"),
+                    torch.float32)
+    assert fast.supervised_cells([0], [5.0], 20, data, replace(cfg, lr=1e30))["train_loss"] == 0
+
+
+def test_blas_threads_do_not_change_cells():
+    """numpy's BLAS computes K sig and the test products: 1 or 2 threads, the same cells."""
+    from threadpoolctl import threadpool_limits
+    data, cfg = fast.kou_configs(300, n_test=1000, steps=30)
+    out = []
+    for threads in (1, 2):
+        with threadpool_limits(threads, user_api="blas"):
+            out.append(fast.supervised_cells(SEEDS, MUS, 20, data, cfg))
+    for k in fast.METRICS:
+        np.testing.assert_array_equal(out[0][k], out[1][k])
+
+
+def test_draw_run_is_make_dataset():
+    """One run's draws, in make_dataset's order: the fast path and the datasets agree."""
+    data = sl.DataConfig(d=50, snr=0.3, p=0.2)
+    ds = sl.make_dataset(data, 30, [4, 9], "test")
+    for r, seed in enumerate([4, 9]):
+        yt, y, first, noise = sl.data.draw_run(data, 30, sl.stream(seed, "test"))
+        assert torch.equal(yt, ds.y_true[r]) and torch.equal(y, ds.y[r])
+        assert torch.equal(first, ds.signal_first[r])
+        assert torch.equal(noise, ds.noise[r, :, 1:]) and not ds.noise[r, :, 0].any()
+
+
 def test_zero_signal_is_the_limit_of_weak_signal():
     """||mu|| = 0 (no DataConfig allows snr = 0) equals the limit snr -> 0 of the reference."""
     data, cfg = fast.kou_configs(130, n_test=500, steps=40)

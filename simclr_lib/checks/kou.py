@@ -84,14 +84,14 @@ def table_exponent(err: np.ndarray, ds: Sequence[float], mu_norms: Sequence[floa
                    threshold: float = THRESHOLD) -> Interval:
     """The slope for a table of means only (no seeds): least squares with its 95% t-interval
     over the rows (treats the rows' scatter about the line as independent noise)."""
-    from scipy.stats import t as student
+    from scipy.special import stdtrit         # = scipy.stats.t.ppf
     x, y = np.log(np.asarray(ds, float)), np.log(crossing(err, mu_norms, threshold))
     ok = np.isfinite(y)
     x, y = x[ok], y[ok]
     slope, icpt = np.polyfit(x, y, 1)
     resid = y - (slope * x + icpt)
     se = math.sqrt(resid @ resid / (x.size - 2) / ((x - x.mean()) ** 2).sum())
-    h = float(student.ppf(0.975, x.size - 2)) * se
+    h = float(stdtrit(x.size - 2, 0.975)) * se
     return Interval(float(slope), float(slope - h), float(slope + h))
 
 
