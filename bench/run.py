@@ -337,37 +337,27 @@ def peer_cell(PATCH_LEN: int, bmu: float, repeats: int = 10, DATA_NUM: int = 20,
 
 
 def bench_e(quick: bool) -> dict:
+    """Row (e), measured in a fresh process of its own (rows a-d leave this one's heap and
+    caches in a state that slowed both the library and the peer's loop by up to 3x)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "e.json"
+        subprocess.run([sys.executable, __file__, "--row-e", str(out), "--threads",
+                        str(torch.get_num_threads())] + (["--quick"] if quick else []),
+                       check=True, cwd=ROOT)
+        return json.loads(out.read_text())
+
+
+def _bench_e(quick: bool) -> dict:
     """The library's whole grid (2 processes; wall and CPU time) and the peer's loop on
     3 cells (d = 100, 600, 1090), extrapolated linearly in d to the 10,000 cells."""
     from simclr_lib import fast
     import multiprocessing as mp
     import resource
     from concurrent.futures import ProcessPoolExecutor
-    from threadpoolctl import threadpool_limits
     ds = fast.KOU["ds"][::10] if quick else fast.KOU["ds"]
     cpu_all = lambda: sum(sum(resource.getrusage(w)[:2])  # noqa: E731  this process + workers
                           for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    with tempfile.TemporaryDirectory() as tmp:            # the kernels' first compilation
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "from simclr_lib import fast; fast._warm_kernels()"],
-                       check=True, cwd=ROOT, env={**os.environ, "NUMBA_CACHE_DIR": tmp})
-        compile_s = time.perf_counter() - t
-    c0 = time.process_time()
-    fast._warm_kernels()                 # load the compiled kernels (counted in both timings)
-    load_cpu = time.process_time() - c0
-    t, c = time.perf_counter(), cpu_all()
-    with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:
-        grid = fast.kou_grid(ds=ds, executor=ex)
-    wall, cpu = time.perf_counter() - t, cpu_all() - c + load_cpu
-    cells = [(100, 0), (600, 50), (1090, 99)]
-    one = []                     # the library in this one process, the same 3 rows (all mu)
-    with threadpool_limits(1, user_api="blas"):           # as in the workers
-        for t, (d, _) in enumerate(cells):
-            c0 = time.process_time()
-            data, cfg = fast.kou_configs(d)
-            fast.supervised_cells([sl.cell_seed(s, t) for s in range(10)],
-                                  fast.KOU["mu_norms"], cfg.n, data, cfg)
-            one.append(time.process_time() - c0)
+    cells = [(100, 0), (600, 50), (1090, 99)]     # the peer's loop first, in a fresh process
     np.random.seed(0)
     torch.manual_seed(0)
     peer_cell(100, 0.0, repeats=1)                     # warm-up (first module, first autograd)
@@ -377,13 +367,28 @@ def bench_e(quick: bool) -> dict:
         peer_err.append(peer_cell(d, 0.1 * s, repeats=2 if quick else 10))
         peer.append({"d": d, "mu_norm": 0.1 * s, "wall_s": time.perf_counter() - t0,
                      "cpu_s": time.process_time() - c0})
+    with tempfile.TemporaryDirectory() as tmp:            # the kernels' first compilation
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "from simclr_lib import fast; fast._warm_kernels()"],
+                       check=True, cwd=ROOT, env={**os.environ, "NUMBA_CACHE_DIR": tmp})
+        compile_s = time.perf_counter() - t
+    c0 = time.process_time()
+    fast._warm_kernels()                 # load the compiled kernels (counted in both timings)
+    load_cpu = time.process_time() - c0
+    c0 = time.process_time()             # the whole grid in this one process
+    alone = fast.kou_grid(ds=ds, chunks=1)
+    one_cpu = time.process_time() - c0 + load_cpu
+    t, c = time.perf_counter(), cpu_all()
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:
+        grid = fast.kou_grid(ds=ds, executor=ex)
+    wall, cpu = time.perf_counter() - t, cpu_all() - c + load_cpu
+    assert all(np.array_equal(alone[k], grid[k]) for k in fast.METRICS)   # same seeds, same grid
     scale = 1 if not quick else 5                      # quick: 2 of the 10 repeats
     slope, icpt = np.polyfit([p["d"] for p in peer], [scale * p["cpu_s"] for p in peer], 1)
     all_ds = np.array(fast.KOU["ds"])
     peer_grid_cpu = float(100 * (slope * all_ds + icpt).sum())   # 100 signal strengths per d
     lib_grid_cpu = cpu * len(fast.KOU["ds"]) / len(ds)
-    s1, i1 = np.polyfit([d for d, _ in cells], one, 1)
-    lib_one_cpu = float((s1 * all_ds + i1).sum()) + load_cpu   # a row: 100 signal strengths
+    lib_one_cpu = one_cpu * len(fast.KOU["ds"]) / len(ds)
     ours = [float(grid["test_error"][list(ds).index(d), s].mean()) if d in ds else None
             for d, s in cells]
     return {"grid": {"ds": len(ds), "mu_norms": len(grid["mu_norms"]), "seeds": 10},
@@ -393,7 +398,7 @@ def bench_e(quick: bool) -> dict:
             "peer_cell_error": peer_err, "library_cell_error": ours,
             "peer_grid_cpu_s": peer_grid_cpu, "peer_grid_hours": peer_grid_cpu / 3600,
             "speedup_cpu": peer_grid_cpu / lib_grid_cpu,
-            "library_one_process_row_cpu_s": one, "library_one_process_grid_cpu_s": lib_one_cpu,
+            "library_one_process_grid_cpu_s": lib_one_cpu,
             "speedup_cpu_one_process": peer_grid_cpu / lib_one_cpu}
 
 
@@ -495,7 +500,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     ap.add_argument("--show", action="store_true",
                     help="measure nothing: print the table of --out and write it next to it (.txt)")
+    ap.add_argument("--row-e", type=Path, help=argparse.SUPPRESS)   # bench_e's fresh process
     a = ap.parse_args(argv)
+    if a.row_e:
+        torch.set_num_threads(a.threads)
+        a.row_e.write_text(json.dumps(_bench_e(a.quick)))
+        return None
     if a.show:
         res = json.loads(a.out.read_text())
         write_table(res, a.out.with_suffix(".txt"))
@@ -597,9 +607,13 @@ def print_table(res: dict) -> None:
     print(f"    library: {E['grid']['ds']} x {E['grid']['mu_norms']} x 10 runs in "
           f"{E['library_wall_s']:.1f} s wall on 2 processes (target {TARGETS['e_wall_s']:.0f} s), "
           f"{E['library_cpu_s']:.1f} s CPU; load average {E['load_avg']:.1f}")
+    if "kernel_compile_s" in E:
+        print(f"    compiled ReLU passes (kernels.py): {E['kernel_compile_s']:.1f} s to compile on a "
+              f"machine's first use (cached after), {E['kernel_load_cpu_s']:.1f} s CPU to load "
+              f"(counted above)")
     if "speedup_cpu_one_process" in E:
         print(f"    one process: {E['library_one_process_grid_cpu_s']:.1f} s CPU for the grid "
-              f"(3 rows timed, extrapolated in d): {E['speedup_cpu_one_process']:.0f}x")
+              f"(the same grid run again in one process): {E['speedup_cpu_one_process']:.0f}x")
     print(f"    peer loop: " + ", ".join(f"d={p['d']}: {p['cpu_s']:.1f} s/cell"
                                           for p in E["peer_cells"])
           + f" -> {E['peer_grid_hours']:.1f} h for the grid")
