@@ -10,8 +10,8 @@ evaluates the test set once, after the last step. Its cell ``(j, s)`` is the fin
 ``run_supervised(s, replace(data, snr=mu_norms[j] / (sigma_p sqrt(d))), cfg)`` (the same
 random streams), to float rounding (``tests/test_fast.py``); ``||mu|| = 0`` is allowed.
 With ReLU on the CPU (Kou et al.'s setting) it runs the same algebra as two compiled passes per
-step (``kernels.py``, numba) around one numpy product ``K sig`` (:func:`_relu_cells`, about 2x
-faster than the tensor version :func:`_cells`, which other devices and ``q != 1`` use).
+step (``kernels.py``, numba) around one numpy product ``K sig`` (``_relu_cells``, about 2x
+faster than the tensor version ``_cells``, which other devices and ``q != 1`` use).
 
 :func:`kou_grid` runs Kou et al. (2023)'s 100 x 100 x 10 test-error grid over ``d`` and
 ``||mu||`` through it, spreading the ``d`` rows over a ``concurrent.futures`` executor.
