@@ -575,8 +575,8 @@ def print_table(res: dict) -> None:
     print(f"{'measure':58s} {'value':>10s} {'target':>8s}")
     print("-" * 78)
     g = A["grid"]
-    print(f"(a) batched sweep vs naive loop ({len(g['ns'])}x{len(g['snrs'])} cells x {len(g['seeds'])} seeds, "
-          f"{g['steps']} steps)".ljust(58) + f" {A['speedup']:9.1f}x {TARGETS['a']:7.0f}x")
+    print(f"(a) batched sweep vs naive loop".ljust(58) + f" {A['speedup']:9.1f}x {TARGETS['a']:7.0f}x")
+    print(f"    {len(g['ns'])}x{len(g['snrs'])} cells x {len(g['seeds'])} seeds, {g['steps']} steps")
     print(f"    batched {A['batched_s']:.1f} s ({A['batched_chunks']} program), naive {A['naive_s']:.1f} s; "
           f"mean test error {A['batched_mean_error']:.3f} vs {A['naive_mean_error']:.3f}")
     for k, r in B.items():
@@ -587,7 +587,7 @@ def print_table(res: dict) -> None:
     print(f"(c) coefficient vs weight space, per step".ljust(58) + f" {C['step_speedup']:9.1f}x "
           f"{TARGETS['c']:7.0f}x")
     print(f"    weight {1e3 * C['weight']['step_s']:.1f} ms/step, coefficient "
-          f"{1e3 * C['coefficient']['step_s']:.2f} ms/step; whole 2000-step fit "
+          f"{1e3 * C['coefficient']['step_s']:.2f} ms/step;\n    whole 2000-step fit "
           f"{C['fit2000_weight_s']:.1f} s vs {C['fit2000_coefficient_s']:.1f} s "
           f"({C['fit2000_speedup']:.1f}x)")
     if D["found"]:
@@ -615,15 +615,15 @@ def print_table(res: dict) -> None:
               f"machine's first use\n    (then cached), {E['kernel_load_cpu_s']:.1f} s CPU to load "
               f"(counted above)")
     if "speedup_cpu_one_process" in E:
-        print(f"    one process: {E['library_one_process_grid_cpu_s']:.1f} s CPU for the grid "
-              f"(the same grid run again in one process): {E['speedup_cpu_one_process']:.0f}x")
+        print(f"    the same grid again in one process: "
+              f"{E['library_one_process_grid_cpu_s']:.1f} s CPU, {E['speedup_cpu_one_process']:.0f}x")
     print(f"    peer loop: " + ", ".join(f"d={p['d']}: {p['cpu_s']:.1f} s/cell"
                                           for p in E["peer_cells"])
-          + f" -> {E['peer_grid_hours']:.1f} h for the grid")
-    print(f"    test error at those cells, peer loop vs library: "
+          + f"\n    -> {E['peer_grid_hours']:.1f} h for the grid")
+    print(f"    test error at those cells, peer loop vs library:\n    "
           + ", ".join(f"{a:.3f} vs {b:.3f}" if b is not None else f"{a:.3f} vs -"
                       for a, b in zip(E["peer_cell_error"], E["library_cell_error"])))
-    print(f"(f) Gram method, time per run, max / min over d = 1e2, 1e4, 1e6".ljust(58)
+    print(f"(f) Gram method, per run, max / min over d = 1e2, 1e4, 1e6".ljust(58)
           + f" {Fg['gram_max_over_min']:10.2f} {TARGETS['f_flat']:8.1f}")
     for d in ("100", "10000", "1000000"):
         r = Fg[d]
