@@ -92,8 +92,9 @@ def runs_within(memory_gb: float, per_run: float, fixed: float = 0.0) -> int:
 
 
 def draw_bytes(size: int, d: int, dtype=None) -> float:
-    """Bytes a chunk holds besides its runs while it draws one run's samples
-    (``make_dataset``: the run's zero-filled (size, d) block and the Gaussian draw copied in)."""
+    """Bytes a chunk holds besides its runs while it draws one run's samples: two (size, d)
+    blocks (``data.views``: a zero-filled block and the Gaussian draw copied in;
+    ``make_dataset`` now holds only the draw, so for it this is an overestimate)."""
     return SLACK * 2 * size * d * (4 if dtype is None else _bytes(dtype))
 
 

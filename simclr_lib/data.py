@@ -120,9 +120,15 @@ class Dataset:
                                                 self.signal_first, self.mask)))
 
 
+def _noise_tail(gen: torch.Generator, n: int, d: int, sigma_p: float, dtype: torch.dtype
+                ) -> torch.Tensor:
+    """(n, d - 1) the noise patches' coordinates 2..d (coordinate 1, along mu, is zero)."""
+    return torch.randn(n, d - 1, generator=gen, dtype=dtype).mul_(sigma_p)
+
+
 def _noise(gen: torch.Generator, n: int, d: int, sigma_p: float, dtype: torch.dtype) -> torch.Tensor:
     xi = torch.zeros(n, d, dtype=dtype)
-    xi[:, 1:] = torch.randn(n, d - 1, generator=gen, dtype=dtype).mul_(sigma_p)
+    xi[:, 1:] = _noise_tail(gen, n, d, sigma_p, dtype)
     return xi
 
 
@@ -136,8 +142,7 @@ def draw_run(cfg: DataConfig, k: int, gen: torch.Generator, dtype: torch.dtype =
     flip = torch.rand(k, generator=gen, dtype=torch.float64) < cfg.p
     pos = torch.randint(0, 2, (k,), generator=gen) == 0
     first = pos if cfg.signal_patch == "random" else torch.ones(k, dtype=torch.bool)
-    noise = torch.randn(k, cfg.d - 1, generator=gen, dtype=dtype).mul_(cfg.sigma_p)
-    return yt, torch.where(flip, -yt, yt), first, noise
+    return yt, torch.where(flip, -yt, yt), first, _noise_tail(gen, k, cfg.d, cfg.sigma_p, dtype)
 
 
 def make_dataset(cfg: DataConfig, n: int | Sequence[int], seeds: int | Sequence[int],

@@ -214,12 +214,10 @@ def supervised_cells(seeds: int | Sequence[int], mu_norms: Sequence[float], n: i
     if not isinstance(cfg, SupervisedConfig):
         raise ValueError(f"cfg must be a SupervisedConfig, got {type(cfg).__name__}")
     device, dtype = check_device(device), check_dtype(dtype)
-    if device.type == "cpu" and cfg.q == 1:                  # compiled passes (kernels.py)
-        parts = [_relu_cells(seeds[a:a + batch], mu, n, data, cfg, dtype)
-                 for a in range(0, len(seeds), batch)]
-    else:
-        parts = [_cells(seeds[a:a + batch], mu, n, data, cfg, device, dtype)
-                 for a in range(0, len(seeds), batch)]
+    compiled = device.type == "cpu" and cfg.q == 1           # the passes of kernels.py
+    parts = [_relu_cells(part, mu, n, data, cfg, dtype) if compiled
+             else _cells(part, mu, n, data, cfg, device, dtype)
+             for part in (seeds[a:a + batch] for a in range(0, len(seeds), batch))]
     return {k: np.concatenate([p[k] for p in parts], 1) for k in METRICS}
 
 
