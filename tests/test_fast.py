@@ -79,16 +79,26 @@ def test_compiled_passes_detect_divergence():
     assert fast.supervised_cells([0], [5.0], 20, data, replace(cfg, lr=1e30))["train_loss"] == 0
 
 
-def test_blas_threads_do_not_change_cells():
-    """numpy's BLAS computes K sig and the test products: 1 or 2 threads, the same cells."""
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+def test_blas_threads_change_cells_by_rounding_only(dtype, tol):
+    """numpy's BLAS computes K sig and the test products. With 1 or 2 threads it may pick
+    another kernel and sum in another order (OpenBLAS on AVX-512 uses its direct sgemm for
+    small products only on one thread), so the cells agree to rounding, not bit for bit:
+    losses within ``tol`` relative, at most one flipped test sample in n_test. The control
+    (29 steps instead of 30) must fall outside that tolerance."""
     from threadpoolctl import threadpool_limits
     data, cfg = fast.kou_configs(300, n_test=1000, steps=30)
     out = []
     for threads in (1, 2):
         with threadpool_limits(threads, user_api="blas"):
-            out.append(fast.supervised_cells(SEEDS, MUS, 20, data, cfg))
-    for k in fast.METRICS:
-        np.testing.assert_array_equal(out[0][k], out[1][k])
+            out.append(fast.supervised_cells(SEEDS, MUS, 20, data, cfg, dtype=dtype))
+    control = fast.supervised_cells(SEEDS, MUS, 20, data, replace(cfg, steps=29), dtype=dtype)
+
+    def close(a, b):
+        return all(np.allclose(a[k], b[k], rtol=tol, atol=0) for k in ("train_loss", "test_loss")
+                   ) and np.abs(a["test_error"] - b["test_error"]).max() <= 1 / cfg.n_test
+    assert close(out[0], out[1])
+    assert not close(out[0], control)
 
 
 def test_draw_run_is_make_dataset():
