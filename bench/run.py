@@ -649,6 +649,10 @@ def print_table(res: dict) -> None:
         print(f"    cost floor (test-noise draws + matrix products at BLAS speed, no\n"
               f"    elementwise work, one process): {E['floor_grid_cpu_s']:.1f} s CPU, "
               f"so at most {E['speedup_cpu_at_floor']:.0f}x")
+        budget = E['peer_grid_cpu_s'] / TARGETS['e']
+        print(f"    {TARGETS['e']:.0f}x needs the grid in {budget:.1f} s CPU; the floor and the "
+              f"kernel load\n    leave {budget - E['floor_grid_cpu_s'] - E['kernel_load_cpu_s']:.1f}"
+              f" s for all elementwise work and set-up")
     print(f"    peer loop: " + ", ".join(f"d={p['d']}: {p['cpu_s']:.1f} s/cell"
                                           for p in E["peer_cells"])
           + f"\n    -> {E['peer_grid_hours']:.1f} h for the grid")

@@ -101,8 +101,8 @@ def draw(seeds: Sequence[int], data: DataConfig, cfg: SupervisedConfig, mu_norms
     s0, sp = cfg.init_std(data), data.sigma_p
     k = 2 * m + n
     Dg = torch.tensor([s0] * (2 * m) + [sp] * n, dtype=torch.float64)
-    parts: dict[str, list] = {}
-    for seed, a in zip(seeds, mu_norms):
+    out: dict[str, torch.Tensor] = {}
+    for r, (seed, a) in enumerate(zip(seeds, mu_norms)):
         y, yt = _labels(stream(seed, "train"), n, data.p)
         gi = stream(seed, "init")
         e1 = torch.randn(2 * m, generator=gi, dtype=torch.float64) * s0    # w0[0]
@@ -116,10 +116,11 @@ def draw(seeds: Sequence[int], data: DataConfig, cfg: SupervisedConfig, mu_norms
                 "p_mu": (a * e1).view(2, m), "w0_sq": (e1 ** 2 + Kall.diagonal()[:2 * m]).view(2, m),
                 "p_xi": Kall[:2 * m, 2 * m:].reshape(2, m, n), "K": Kall[2 * m:, 2 * m:],
                 "p_xi_test": proj[:2 * m].reshape(2, m, nt), "K_test": proj[2 * m:]}
-        for key, v in vals.items():
-            parts.setdefault(key, []).append(v)
-    return GramData(**{key: torch.stack(v).to(device=device, dtype=dtype)
-                       for key, v in parts.items()})
+        for key, v in vals.items():             # written per run: no float64 copy of the batch
+            if key not in out:
+                out[key] = torch.empty((len(seeds), *v.shape), dtype=dtype, device=device)
+            out[key][r] = v
+    return GramData(**out)
 
 
 class GramSpace(CoefficientSpace):
