@@ -18,8 +18,16 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 ## make book: build _build/html with every chapter executed; fails on any cell error or warning.
+## The cache keeps a chapter whose code is unchanged; it is emptied when what the chapters read
+## besides their code changes (the library, book/data, the benchmark's report).
+INPUTS = $(shell find simclr_lib book/data -type f \( -name '*.py' -o -path 'book/data/*' \) \
+  -not -path '*/__pycache__/*' | sort) bench/results/latest.txt
 book: $(STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	@sum=$$(cat $(INPUTS) | sha256sum | cut -c1-16); \
+	if [ -d _build/.doctrees ] && [ "$$(cat _build/.inputs 2>/dev/null)" != "$$sum" ]; then \
+	  echo "library, data or benchmark report changed: every chapter is executed again"; \
+	  rm -rf _build/.jupyter_cache _build/.doctrees; fi; \
+	$(BIN)/jupyter-book build . -W -n --keep-going && echo "$$sum" > _build/.inputs
 
 ## make test: unit tests, nbval regression checks of every chapter, and (with Chromium) the page test.
 test: unit nbval browser
