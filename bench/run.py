@@ -536,6 +536,8 @@ def main(argv=None) -> dict:
         return None
     if a.show:
         res = json.loads(a.out.read_text())
+        res["summary"] = summary(res)             # recomputed: the rule may be newer than the run
+        a.out.write_text(json.dumps(res, indent=1))
         write_table(res, a.out.with_suffix(".txt"))
         return res
     torch.set_num_threads(a.threads)
@@ -558,30 +560,43 @@ def main(argv=None) -> dict:
     peak_after = matmul_flops(torch.float32)
     res["machine"]["matmul_gflops_float32_after"] = peak_after / 1e9
     res["seconds"] = time.perf_counter() - t0
+    res["summary"] = summary(res)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=1))
+    write_table(res, a.out.with_suffix(".txt"))
+    print(f"\nwritten to {a.out} ({res['seconds']:.0f} s)")
+    return res
+
+
+def summary(res: dict) -> dict:
+    """Each row's headline figure and whether it meets its target (``TARGETS``)."""
+    out = _summary(res)
+    out["meets"] = {k: None if v is None else bool(v) for k, v in out["meets"].items()}
+    return out
+
+
+def _summary(res: dict) -> dict:
     A, B, C, D = (res[k] for k in ("a_sweep_vs_naive", "b_flops", "c_coefficient_vs_weight", "d_book"))
-    b_head = B[[k for k in B if k.startswith("pretrain")][0]]
+    # (b)'s target holds for every training step measured (pre-training and weight-space GD),
+    # so its verdict is the lowest of them; the bare product is the ceiling, not a step
+    b_low = min(v["efficiency"] for k, v in B.items() if not k.startswith("bare"))
     d_ratio = D["total_minutes"] if D["found"] else float("nan")
     E, Fg = res["e_kou_heatmap"], res["f_gram"]
     G = res.get("g_chapter_memory", {})
     g_peak = max((v.get("peak_rss_mb", math.inf) for v in G.values()), default=float("nan"))
-    res["summary"] = {
-        "a_speedup": A["speedup"], "b_efficiency": b_head["efficiency"],
+    return {
+        "a_speedup": A["speedup"], "b_efficiency_lowest": b_low,
         "c_step_speedup": C["step_speedup"], "d_book_minutes": d_ratio,
         "e_speedup_cpu": E["speedup_cpu"], "e_library_wall_s": E["library_wall_s"],
         "f_gram_max_over_min": Fg["gram_max_over_min"], "g_max_chapter_mb": g_peak,
-        "meets": {"a": A["speedup"] >= TARGETS["a"], "b": b_head["efficiency"] >= TARGETS["b"],
+        "meets": {"a": A["speedup"] >= TARGETS["a"], "b": b_low >= TARGETS["b"],
                   "c": C["step_speedup"] >= TARGETS["c"],
                   "d": bool(D["found"] and not D["notebooks_without_record"]
                             and d_ratio <= TARGETS["d_minutes"]),
                   "e": E["speedup_cpu"] >= TARGETS["e"],
                   "e_wall": E["library_wall_s"] <= TARGETS["e_wall_s"],
                   "f": Fg["gram_max_over_min"] <= TARGETS["f_flat"],
-                  "g": bool(G) and g_peak < TARGETS["g_mb"]}}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1))
-    write_table(res, a.out.with_suffix(".txt"))
-    print(f"\nwritten to {a.out} ({res['seconds']:.0f} s)")
-    return res
+                  "g": g_peak < TARGETS["g_mb"] if G else None}}      # None: not measured
 
 
 def write_table(res: dict, path: Path) -> None:
@@ -671,6 +686,12 @@ def print_table(res: dict) -> None:
         for k, v in res["g_chapter_memory"].items():
             print(f"    {k:50s} " + (f"{v['peak_rss_mb']:7.0f} MB ({v['seconds']:.0f} s)"
                                      if "peak_rss_mb" in v else f"error: {v['error']}"))
+    if "summary" in res:
+        meets = res["summary"]["meets"]
+        said = {"met": True, "short": False, "not measured": None}
+        print("targets " + "; ".join(f"{word}: " + ", ".join(k for k, v in meets.items() if v is want)
+                                     for word, want in said.items()
+                                     if any(v is want for v in meets.values())))
     if "memory" in res:
         mm = res["memory"]
         print(f"peak RSS of the largest chapter-size sweep: {mm['peak_rss_mb']:.0f} MB "
