@@ -569,13 +569,8 @@ def main(argv=None) -> dict:
 
 
 def summary(res: dict) -> dict:
-    """Each row's headline figure and whether it meets its target (``TARGETS``)."""
-    out = _summary(res)
-    out["meets"] = {k: None if v is None else bool(v) for k, v in out["meets"].items()}
-    return out
-
-
-def _summary(res: dict) -> dict:
+    """Each row's headline figure and whether it meets its target (``TARGETS``; None: the
+    row was not measured)."""
     A, B, C, D = (res[k] for k in ("a_sweep_vs_naive", "b_flops", "c_coefficient_vs_weight", "d_book"))
     # (b)'s target holds for every training step measured (pre-training and weight-space GD),
     # so its verdict is the lowest of them; the bare product is the ceiling, not a step
@@ -584,19 +579,19 @@ def _summary(res: dict) -> dict:
     E, Fg = res["e_kou_heatmap"], res["f_gram"]
     G = res.get("g_chapter_memory", {})
     g_peak = max((v.get("peak_rss_mb", math.inf) for v in G.values()), default=float("nan"))
+    meets = {"a": A["speedup"] >= TARGETS["a"], "b": b_low >= TARGETS["b"],
+             "c": C["step_speedup"] >= TARGETS["c"],
+             "d": D["found"] and not D["notebooks_without_record"] and d_ratio <= TARGETS["d_minutes"],
+             "e": E["speedup_cpu"] >= TARGETS["e"],
+             "e_wall": E["library_wall_s"] <= TARGETS["e_wall_s"],
+             "f": Fg["gram_max_over_min"] <= TARGETS["f_flat"],
+             "g": g_peak < TARGETS["g_mb"] if G else None}
     return {
         "a_speedup": A["speedup"], "b_efficiency_lowest": b_low,
         "c_step_speedup": C["step_speedup"], "d_book_minutes": d_ratio,
         "e_speedup_cpu": E["speedup_cpu"], "e_library_wall_s": E["library_wall_s"],
         "f_gram_max_over_min": Fg["gram_max_over_min"], "g_max_chapter_mb": g_peak,
-        "meets": {"a": A["speedup"] >= TARGETS["a"], "b": b_low >= TARGETS["b"],
-                  "c": C["step_speedup"] >= TARGETS["c"],
-                  "d": bool(D["found"] and not D["notebooks_without_record"]
-                            and d_ratio <= TARGETS["d_minutes"]),
-                  "e": E["speedup_cpu"] >= TARGETS["e"],
-                  "e_wall": E["library_wall_s"] <= TARGETS["e_wall_s"],
-                  "f": Fg["gram_max_over_min"] <= TARGETS["f_flat"],
-                  "g": g_peak < TARGETS["g_mb"] if G else None}}      # None: not measured
+        "meets": {k: None if v is None else bool(v) for k, v in meets.items()}}
 
 
 def write_table(res: dict, path: Path) -> None:
@@ -688,10 +683,9 @@ def print_table(res: dict) -> None:
                                      if "peak_rss_mb" in v else f"error: {v['error']}"))
     if "summary" in res:
         meets = res["summary"]["meets"]
-        said = {"met": True, "short": False, "not measured": None}
-        print("targets " + "; ".join(f"{word}: " + ", ".join(k for k, v in meets.items() if v is want)
-                                     for word, want in said.items()
-                                     if any(v is want for v in meets.values())))
+        groups = {word: [k for k, v in meets.items() if v is want]
+                  for word, want in (("met", True), ("short", False), ("not measured", None))}
+        print("targets " + "; ".join(f"{word}: {', '.join(ks)}" for word, ks in groups.items() if ks))
     if "memory" in res:
         mm = res["memory"]
         print(f"peak RSS of the largest chapter-size sweep: {mm['peak_rss_mb']:.0f} MB "

@@ -196,7 +196,9 @@ class CoefficientSpace:
         (the same values as out of place, two of the five buffers: the test set's peak)."""
         if _exact_pow(self.q):
             for z in (z_sig, z_noise):
-                torch.relu_(z) if self.q == 1 else torch.relu_(z).pow_(self.q)
+                torch.relu_(z)
+                if self.q != 1:
+                    z.pow_(self.q)
             h = z_sig.add_(z_noise).mean(2)
         else:
             act = lambda t: _per_run(lambda u: activation(u, self.q), t)   # noqa: E731
